@@ -1,0 +1,86 @@
+//! `faultline-certs`: see the crate documentation of `faultline_certs`.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+
+/// Certificates for Faultline: a CA, the webhook's serving certificate, a client certificate,
+/// and the caBundle of webhook configurations.
+#[derive(Debug, Parser)]
+#[command(name = "faultline-certs", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Write ca.crt, ca.key, tls.crt, tls.key, client.crt and client.key into --out.
+    Generate {
+        /// Directory to write into (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+        /// DNS names of the serving certificate (at least one; the first is its common name).
+        #[arg(long, required = true, num_args = 1..)]
+        dns: Vec<String>,
+        /// IP addresses of the serving certificate.
+        #[arg(long, num_args = 1..)]
+        ip: Vec<IpAddr>,
+        /// Validity of all three certificates, in days from now.
+        #[arg(long, default_value_t = 365)]
+        days: u32,
+        /// Common name of the client certificate.
+        #[arg(long, default_value = "faultline-controller")]
+        client_name: String,
+    },
+    /// Set clientConfig.caBundle on every webhook of every (Validating|Mutating)WebhookConfiguration
+    /// in the given multi-document YAML files, in place.
+    CaBundle {
+        /// The CA certificate (PEM) to trust.
+        #[arg(long)]
+        ca: PathBuf,
+        /// Manifest files to patch.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Generate {
+            out,
+            dns,
+            ip,
+            days,
+            client_name,
+        } => {
+            let opts = faultline_certs::GenerateOptions {
+                dns,
+                ips: ip,
+                days,
+                client_name,
+            };
+            let bundle = faultline_certs::generate(&opts)?;
+            faultline_certs::write_bundle(&bundle, &out)
+                .with_context(|| format!("writing certificates into {}", out.display()))?;
+            println!(
+                "wrote CA, serving and client certificates to {}",
+                out.display()
+            );
+        }
+        Command::CaBundle { ca, files } => {
+            let results = faultline_certs::ca_bundle_files(&ca, &files)?;
+            let mut total = 0;
+            for (file, count) in &results {
+                println!("{}: caBundle set on {count} webhook(s)", file.display());
+                total += count;
+            }
+            if total == 0 {
+                bail!("no webhook configuration found in the given files");
+            }
+        }
+    }
+    Ok(())
+}
