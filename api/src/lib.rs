@@ -1,0 +1,4 @@
+//! faultline-api
+pub mod duration;
+pub mod iorule;
+pub mod validate;
