@@ -1,0 +1,109 @@
+//! IOChaos → the sidecar rule of DESIGN.md §4.
+//!
+//! The absolute `path` becomes a glob relative to the volume (the sidecar's mount root); no
+//! `path` matches every file; `path` equal to `volumePath` matches the volume root only. The
+//! experiment's `duration` becomes the rule's `ttl`, so a rule outlives neither its experiment nor
+//! a controller that died before recovering it.
+
+use crate::io_chaos::{IOChaosSpec, relative_to_volume};
+use crate::iorule::{IoRule, WeightedErrno, canonical_method};
+use crate::validate::Violation;
+
+/// Converts an IOChaos spec into one sidecar rule with the given `id`.
+pub fn io_rule(spec: &IOChaosSpec, id: Option<String>) -> Result<IoRule, Vec<Violation>> {
+    let violations = spec.validate();
+    if !violations.is_empty() {
+        return Err(violations);
+    }
+    let volume = spec.volume_path.trim();
+    Ok(IoRule {
+        id,
+        kind: spec.action,
+        path: spec
+            .path
+            .as_deref()
+            .and_then(|p| relative_to_volume(p, volume)),
+        methods: spec
+            .methods
+            .iter()
+            .filter_map(|m| canonical_method(m))
+            .map(String::from)
+            .collect(),
+        percent: spec.percent.and_then(|p| u32::try_from(p).ok()),
+        latency: spec
+            .delay
+            .clone()
+            .filter(|_| spec.action == crate::iorule::IoFaultType::Latency),
+        faults: spec
+            .errno
+            .filter(|_| spec.action == crate::iorule::IoFaultType::Fault)
+            .map(|errno| vec![WeightedErrno { errno, weight: 1 }])
+            .unwrap_or_default(),
+        attr: spec
+            .attr
+            .clone()
+            .filter(|_| spec.action == crate::iorule::IoFaultType::AttrOverride),
+        mistake: spec
+            .mistake
+            .filter(|_| spec.action == crate::iorule::IoFaultType::Mistake),
+        ttl: spec.duration.clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::iorule::IoFaultType;
+    use crate::parse;
+    use serde_json::json;
+
+    #[test]
+    fn latency_rule() {
+        let spec: IOChaosSpec = parse(json!({
+            "mode": "one", "action": "latency", "volumePath": "/var/run/data",
+            "path": "/var/run/data/**/*.db", "methods": ["READ", "Write"], "percent": 50,
+            "delay": "100ms", "errno": 5, "duration": "5m"
+        }))
+        .unwrap();
+        let rule = io_rule(&spec, Some("shop/slow-db".into())).unwrap();
+        assert_eq!(rule.kind, IoFaultType::Latency);
+        assert_eq!(rule.path.as_deref(), Some("**/*.db"));
+        assert_eq!(rule.methods, ["read", "write"]);
+        assert_eq!(rule.percent, Some(50));
+        assert_eq!(rule.latency.as_deref(), Some("100ms"));
+        assert!(rule.faults.is_empty(), "errno belongs to fault rules only");
+        assert_eq!(rule.ttl.as_deref(), Some("5m"));
+        assert_eq!(rule.validate(), vec![]);
+    }
+
+    #[test]
+    fn fault_rule_without_path() {
+        let spec: IOChaosSpec =
+            parse(json!({"mode": "all", "action": "fault", "volumePath": "/data", "errno": 28}))
+                .unwrap();
+        let rule = io_rule(&spec, None).unwrap();
+        assert_eq!(rule.path, None);
+        assert_eq!(
+            rule.faults,
+            vec![WeightedErrno {
+                errno: 28,
+                weight: 1
+            }]
+        );
+        assert_eq!(rule.validate(), vec![]);
+    }
+
+    #[test]
+    fn invalid_spec_is_refused() {
+        let spec: IOChaosSpec = parse(
+            json!({"mode": "all", "action": "fault", "volumePath": "/data", "path": "/etc/*"}),
+        )
+        .unwrap();
+        let paths: Vec<String> = io_rule(&spec, None)
+            .unwrap_err()
+            .into_iter()
+            .map(|v| v.path)
+            .collect();
+        assert_eq!(paths, ["spec.path", "spec.errno"]);
+    }
+}

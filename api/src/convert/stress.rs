@@ -1,0 +1,152 @@
+//! StressChaos → stress-ng command line.
+//!
+//! stress-ng's `--vm-bytes` is per vm worker, while Chaos Mesh's `size` is the total to occupy:
+//! the total is split evenly (rounded up) across workers. A percentage is of the memory the caller
+//! passes in — the daemon passes the target container's cgroup limit, or the node's memory when
+//! the container has none — so the result does not depend on where stress-ng happens to run.
+
+use crate::quantity::{MemorySize, parse_memory_size};
+use crate::stress_chaos::StressChaosSpec;
+use crate::validate::Violation;
+use serde::{Deserialize, Serialize};
+
+/// What the daemon runs: `stress-ng <args>` with the given oom_score_adj.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StressPlan {
+    pub args: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oom_score_adj: Option<i32>,
+}
+
+fn push_options(args: &mut Vec<String>, options: &[String]) {
+    args.extend(
+        options
+            .iter()
+            .flat_map(|o| o.split_whitespace().map(String::from)),
+    );
+}
+
+/// Builds the stress-ng arguments. `memory_total_bytes` resolves a percentage `size`.
+pub fn stress_plan(
+    spec: &StressChaosSpec,
+    memory_total_bytes: u64,
+) -> Result<StressPlan, Vec<Violation>> {
+    let violations = spec.validate();
+    if !violations.is_empty() {
+        return Err(violations);
+    }
+    if let Some(raw) = spec
+        .stressng_stressors
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        return Ok(StressPlan {
+            args: raw.split_whitespace().map(String::from).collect(),
+            oom_score_adj: None,
+        });
+    }
+    let mut args = Vec::new();
+    let mut oom_score_adj = None;
+    let stressors = spec.stressors.clone().unwrap_or_default();
+    if let Some(cpu) = &stressors.cpu {
+        args.extend(["--cpu".to_string(), cpu.workers.to_string()]);
+        if let Some(load) = cpu.load {
+            args.extend(["--cpu-load".to_string(), load.to_string()]);
+        }
+        push_options(&mut args, &cpu.options);
+    }
+    if let Some(mem) = &stressors.memory {
+        let workers = u64::try_from(mem.workers).unwrap_or(1).max(1);
+        let total = match mem.size.as_deref().map(parse_memory_size) {
+            Some(Ok(MemorySize::Bytes(b))) => b,
+            Some(Ok(MemorySize::Percent(p))) => {
+                u64::try_from(u128::from(memory_total_bytes) * u128::from(p) / 100)
+                    .unwrap_or(u64::MAX)
+            }
+            // validate() rejected anything else.
+            _ => 0,
+        };
+        let per_worker = total.div_ceil(workers);
+        args.extend([
+            "--vm".to_string(),
+            workers.to_string(),
+            "--vm-bytes".to_string(),
+            format!("{per_worker}b"),
+            "--vm-keep".to_string(),
+        ]);
+        push_options(&mut args, &mem.options);
+        oom_score_adj = mem.oom_score_adj.and_then(|a| i32::try_from(a).ok());
+    }
+    Ok(StressPlan {
+        args,
+        oom_score_adj,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse;
+    use serde_json::json;
+
+    fn spec(value: serde_json::Value) -> StressChaosSpec {
+        parse(value).expect("spec parses")
+    }
+
+    #[test]
+    fn cpu_and_memory() {
+        let s = spec(json!({"mode": "one", "stressors": {
+            "cpu": {"workers": 2, "load": 50, "options": ["--cpu-method matrixprod"]},
+            "memory": {"workers": 3, "size": "1GB", "oomScoreAdj": -500}
+        }}));
+        let plan = stress_plan(&s, 8 << 30).unwrap();
+        assert_eq!(
+            plan.args,
+            [
+                "--cpu",
+                "2",
+                "--cpu-load",
+                "50",
+                "--cpu-method",
+                "matrixprod",
+                "--vm",
+                "3",
+                "--vm-bytes",
+                "333333334b",
+                "--vm-keep"
+            ]
+        );
+        assert_eq!(plan.oom_score_adj, Some(-500));
+    }
+
+    #[test]
+    fn percent_of_given_memory() {
+        let s =
+            spec(json!({"mode": "one", "stressors": {"memory": {"workers": 2, "size": "50%"}}}));
+        let plan = stress_plan(&s, 1 << 30).unwrap();
+        assert_eq!(
+            plan.args,
+            ["--vm", "2", "--vm-bytes", "268435456b", "--vm-keep"]
+        );
+    }
+
+    #[test]
+    fn raw_stressors() {
+        let s = spec(json!({"mode": "one", "stressngStressors": " --cpu 1  --cpu-load 10 "}));
+        assert_eq!(
+            stress_plan(&s, 0).unwrap().args,
+            ["--cpu", "1", "--cpu-load", "10"]
+        );
+    }
+
+    #[test]
+    fn invalid_is_refused() {
+        let s = spec(json!({"mode": "one", "stressors": {"cpu": {"workers": 0}}}));
+        assert_eq!(
+            stress_plan(&s, 0).unwrap_err()[0].path,
+            "spec.stressors.cpu.workers"
+        );
+    }
+}

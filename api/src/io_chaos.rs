@@ -1,0 +1,200 @@
+//! IOChaos: file-system faults served by the pod's FUSE sidecar.
+
+use crate::iorule::{self, AttrOverride, IoFaultType, Mistake, canonical_method, compile_glob};
+use crate::selector::{PodSelector, validate_container_names};
+use crate::status::ChaosStatus;
+use crate::validate::{self, Findings, Rule, Violation, in_range, index};
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::path::{Component, Path};
+
+#[derive(CustomResource, Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "chaos.faultline.dev",
+    version = "v1alpha1",
+    kind = "IOChaos",
+    plural = "iochaos",
+    namespaced,
+    status = "ChaosStatus",
+    category = "chaos",
+    printcolumn = r#"{"name":"Action","type":"string","jsonPath":".spec.action"}"#,
+    printcolumn = r#"{"name":"Duration","type":"string","jsonPath":".spec.duration"}"#,
+    printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct IOChaosSpec {
+    #[serde(flatten)]
+    pub scope: PodSelector,
+    pub action: IoFaultType,
+    /// Mount path (inside the app container) of the volume behind the fault filesystem.
+    #[serde(default)]
+    pub volume_path: String,
+    /// Absolute glob of the files to hit, under `volumePath`; absent = every file of the volume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// FUSE operations to hit (case-insensitive); empty = all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub methods: Vec<String>,
+    /// Chance in percent that a matching operation is hit (default 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percent: Option<i64>,
+    /// Delay for `latency`, a Go duration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay: Option<String>,
+    /// Error number for `fault` (e.g. 5 = EIO).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub errno: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attr: Option<AttrOverride>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mistake: Option<Mistake>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub container_names: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<String>,
+}
+
+/// `true` when `path` is absolute and has no `.`/`..` components.
+fn clean_absolute(path: &str) -> bool {
+    let p = Path::new(path);
+    p.is_absolute()
+        && p.components()
+            .all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
+}
+
+/// `path` relative to `volume`, if `path` lies under it (by components, so `/data2` is not under
+/// `/data`).
+pub(crate) fn relative_to_volume(path: &str, volume: &str) -> Option<String> {
+    let rel = Path::new(path).strip_prefix(Path::new(volume)).ok()?;
+    Some(rel.to_string_lossy().into_owned())
+}
+
+impl IOChaosSpec {
+    pub fn validate(&self) -> Vec<Violation> {
+        let mut f = Findings::default();
+        self.scope.validate_at("spec", &mut f);
+        validate_container_names("spec.containerNames", &self.container_names, &mut f);
+        let action = self.action.as_str();
+        let because = |what: &str| format!("for action `{action}` ({what})");
+        let volume = self.volume_path.trim();
+        let volume_ok = if volume.is_empty() {
+            f.push(
+                "spec.volumePath",
+                Rule::Required {
+                    because: "(which volume to put faults on)".into(),
+                },
+            );
+            false
+        } else if !clean_absolute(volume) {
+            f.push(
+                "spec.volumePath",
+                Rule::NotAbsolute {
+                    value: self.volume_path.clone(),
+                },
+            );
+            false
+        } else {
+            true
+        };
+        if let Some(path) = &self.path {
+            if !path.starts_with('/') {
+                f.push(
+                    "spec.path",
+                    Rule::NotAbsolute {
+                        value: path.clone(),
+                    },
+                );
+            } else if let Err(rule) = compile_glob(path) {
+                f.push("spec.path", rule);
+            } else if volume_ok && relative_to_volume(path, volume).is_none() {
+                f.push(
+                    "spec.path",
+                    Rule::PathOutsideVolume {
+                        path: path.clone(),
+                        volume: volume.into(),
+                    },
+                );
+            }
+        }
+        for (i, method) in self.methods.iter().enumerate() {
+            if canonical_method(method).is_none() {
+                f.push(
+                    index("spec.methods", i),
+                    Rule::UnknownMethod {
+                        value: method.clone(),
+                        known: iorule::FUSE_METHODS.join(", "),
+                    },
+                );
+            }
+        }
+        if let Some(percent) = self.percent {
+            f.check("spec.percent", in_range(percent.into(), 0, 100));
+        }
+        match self.action {
+            IoFaultType::Latency => match &self.delay {
+                Some(delay) => iorule::check_positive_duration(&mut f, "spec.delay", delay),
+                None => f.push(
+                    "spec.delay",
+                    Rule::Required {
+                        because: because("the delay"),
+                    },
+                ),
+            },
+            IoFaultType::Fault => match self.errno {
+                Some(errno) => f.check("spec.errno", validate::errno(errno)),
+                None => f.push(
+                    "spec.errno",
+                    Rule::Required {
+                        because: because("the error number"),
+                    },
+                ),
+            },
+            IoFaultType::AttrOverride => match &self.attr {
+                Some(attr) => attr.validate_at("spec.attr", &mut f),
+                None => f.push(
+                    "spec.attr",
+                    Rule::Required {
+                        because: because("the attributes"),
+                    },
+                ),
+            },
+            IoFaultType::Mistake => match &self.mistake {
+                Some(mistake) => mistake.validate_at("spec.mistake", &mut f),
+                None => f.push(
+                    "spec.mistake",
+                    Rule::Required {
+                        because: because("the corruption"),
+                    },
+                ),
+            },
+        }
+        if let Some(duration) = &self.duration {
+            iorule::check_positive_duration(&mut f, "spec.duration", duration);
+        }
+        f.into_vec()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn volume_relative_paths() {
+        assert_eq!(
+            relative_to_volume("/data/**", "/data").as_deref(),
+            Some("**")
+        );
+        assert_eq!(
+            relative_to_volume("/data/a/*.log", "/data/").as_deref(),
+            Some("a/*.log")
+        );
+        assert_eq!(relative_to_volume("/data", "/data").as_deref(), Some(""));
+        assert_eq!(relative_to_volume("/data2/x", "/data"), None);
+        assert!(clean_absolute("/var/lib"));
+        assert!(!clean_absolute("var/lib"));
+        assert!(!clean_absolute("/var/../etc"));
+    }
+}

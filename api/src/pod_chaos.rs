@@ -1,0 +1,86 @@
+//! PodChaos: kill pods, kill containers, or make pods fail.
+
+use crate::selector::{PodSelector, validate_container_names};
+use crate::status::ChaosStatus;
+use crate::validate::{Findings, Rule, Violation, child};
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+#[derive(CustomResource, Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "chaos.faultline.dev",
+    version = "v1alpha1",
+    kind = "PodChaos",
+    namespaced,
+    status = "ChaosStatus",
+    category = "chaos",
+    printcolumn = r#"{"name":"Action","type":"string","jsonPath":".spec.action"}"#,
+    printcolumn = r#"{"name":"Duration","type":"string","jsonPath":".spec.duration"}"#,
+    printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct PodChaosSpec {
+    #[serde(flatten)]
+    pub scope: PodSelector,
+    pub action: PodChaosAction,
+    /// Containers to kill (`container-kill`) or to fail (`pod-failure`, empty = all).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub container_names: Vec<String>,
+    /// Seconds the pod gets to terminate on `pod-kill` (0 = immediately).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grace_period: Option<i64>,
+    /// How long `pod-failure` lasts (Go duration).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum PodChaosAction {
+    PodKill,
+    PodFailure,
+    ContainerKill,
+}
+
+impl PodChaosAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PodChaosAction::PodKill => "pod-kill",
+            PodChaosAction::PodFailure => "pod-failure",
+            PodChaosAction::ContainerKill => "container-kill",
+        }
+    }
+}
+
+impl PodChaosSpec {
+    pub fn validate(&self) -> Vec<Violation> {
+        let mut f = Findings::default();
+        self.scope.validate_at("spec", &mut f);
+        validate_container_names("spec.containerNames", &self.container_names, &mut f);
+        if self.action == PodChaosAction::ContainerKill && self.container_names.is_empty() {
+            f.push(
+                "spec.containerNames",
+                Rule::Required {
+                    because: "for action `container-kill` (which containers to kill?)".into(),
+                },
+            );
+        }
+        if let Some(grace) = self.grace_period {
+            f.check(
+                "spec.gracePeriod",
+                crate::validate::in_range(grace.into(), 0, i64::MAX.into()),
+            );
+        }
+        if let Some(duration) = &self.duration {
+            crate::iorule::check_positive_duration(&mut f, &child("spec", "duration"), duration);
+        }
+        f.into_vec()
+    }
+
+    /// `pod-kill` and `container-kill` are instant; `pod-failure` lasts until recovered.
+    pub fn lasts(&self) -> bool {
+        self.action == PodChaosAction::PodFailure
+    }
+}

@@ -1,0 +1,224 @@
+//! StressChaos: CPU and memory stress (stress-ng) inside the target containers' cgroups.
+
+use crate::quantity::parse_memory_size;
+use crate::selector::{PodSelector, validate_container_names};
+use crate::status::ChaosStatus;
+use crate::validate::{Findings, Rule, Violation, child, in_range, index};
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+#[derive(CustomResource, Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "chaos.faultline.dev",
+    version = "v1alpha1",
+    kind = "StressChaos",
+    namespaced,
+    status = "ChaosStatus",
+    category = "chaos",
+    printcolumn = r#"{"name":"Duration","type":"string","jsonPath":".spec.duration"}"#,
+    printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct StressChaosSpec {
+    #[serde(flatten)]
+    pub scope: PodSelector,
+    /// Containers whose cgroups get the stress; empty = the pod's first container.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub container_names: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stressors: Option<Stressors>,
+    /// Raw stress-ng arguments, e.g. `--cpu 2 --cpu-load 50`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stressng_stressors: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Stressors {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<CpuStressor>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<MemoryStressor>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CpuStressor {
+    /// stress-ng workers, 1..=8192.
+    #[serde(default)]
+    pub workers: i64,
+    /// Percent load of each worker, 0..=100 (absent = 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load: Option<i64>,
+    /// Extra stress-ng options, e.g. `--cpu-method matrixprod`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub options: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MemoryStressor {
+    /// stress-ng vm workers, 1..=8192.
+    #[serde(default)]
+    pub workers: i64,
+    /// Total memory to occupy: `256MB`, `1GiB` or `50%` of the container's memory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<String>,
+    /// oom_score_adj of the stress processes, -1000..=1000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oom_score_adj: Option<i64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub options: Vec<String>,
+}
+
+pub const MAX_WORKERS: i64 = 8192;
+
+/// stress-ng options that read or write files chosen by the user: the stressors run on the node
+/// with the daemon's privileges, so these could reach anything.
+const FILE_OPTIONS: &[&str] = &[
+    "--temp-path",
+    "--log-file",
+    "--yaml",
+    "--job",
+    "--config",
+    "--taskset",
+    "--sched",
+    "--sched-prio",
+    "--oom-pipe",
+    "--stdout",
+];
+
+/// Checks one stress-ng option token: a long option (`--name` or `--name=value`), a short flag,
+/// or a plain value, and none of the [`FILE_OPTIONS`].
+fn check_option_token(token: &str) -> Result<(), Rule> {
+    if token.chars().any(char::is_control) {
+        return Err(Rule::InvalidStressOption {
+            option: token.into(),
+            reason: "contains control characters".into(),
+        });
+    }
+    if let Some(name) = token.strip_prefix("--") {
+        let name = name.split_once('=').map_or(name, |(n, _)| n);
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            return Err(Rule::InvalidStressOption {
+                option: token.into(),
+                reason: "option names are letters, digits and '-'".into(),
+            });
+        }
+        if FILE_OPTIONS.contains(&format!("--{name}").as_str()) {
+            return Err(Rule::ForbiddenStressOption {
+                option: token.into(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Checks a list of option strings (each may hold `--flag value`) and returns nothing on success.
+fn check_options(path: &str, options: &[String], f: &mut Findings) {
+    for (i, option) in options.iter().enumerate() {
+        let at = index(path, i);
+        let mut tokens = option.split_whitespace();
+        match tokens.next() {
+            Some(first) if first.starts_with('-') => {
+                for token in std::iter::once(first).chain(tokens) {
+                    f.check(at.clone(), check_option_token(token));
+                }
+            }
+            _ => f.push(
+                at,
+                Rule::InvalidStressOption {
+                    option: option.clone(),
+                    reason: "must start with `--`".into(),
+                },
+            ),
+        }
+    }
+}
+
+impl StressChaosSpec {
+    pub fn validate(&self) -> Vec<Violation> {
+        let mut f = Findings::default();
+        self.scope.validate_at("spec", &mut f);
+        validate_container_names("spec.containerNames", &self.container_names, &mut f);
+        let raw = self
+            .stressng_stressors
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty());
+        let stressors = self
+            .stressors
+            .as_ref()
+            .filter(|s| s.cpu.is_some() || s.memory.is_some());
+        match (stressors, raw) {
+            (None, None) => f.push("spec.stressors", Rule::NoStressor),
+            (Some(_), Some(_)) => f.push("spec.stressngStressors", Rule::StressorsConflict),
+            _ => {}
+        }
+        if let Some(raw) = raw {
+            let tokens: Vec<String> = raw.split_whitespace().map(String::from).collect();
+            if !tokens[0].starts_with('-') {
+                f.push(
+                    "spec.stressngStressors",
+                    Rule::InvalidStressOption {
+                        option: tokens[0].clone(),
+                        reason: "must start with a stressor like `--cpu 2`".into(),
+                    },
+                );
+            }
+            for token in &tokens {
+                f.check("spec.stressngStressors", check_option_token(token));
+            }
+        }
+        if let Some(cpu) = self.stressors.as_ref().and_then(|s| s.cpu.as_ref()) {
+            f.check(
+                "spec.stressors.cpu.workers",
+                in_range(cpu.workers.into(), 1, MAX_WORKERS.into()),
+            );
+            if let Some(load) = cpu.load {
+                f.check("spec.stressors.cpu.load", in_range(load.into(), 0, 100));
+            }
+            check_options("spec.stressors.cpu.options", &cpu.options, &mut f);
+        }
+        if let Some(mem) = self.stressors.as_ref().and_then(|s| s.memory.as_ref()) {
+            f.check(
+                "spec.stressors.memory.workers",
+                in_range(mem.workers.into(), 1, MAX_WORKERS.into()),
+            );
+            match &mem.size {
+                Some(size) => {
+                    if let Err(reason) = parse_memory_size(size) {
+                        f.push(
+                            "spec.stressors.memory.size",
+                            Rule::InvalidSize {
+                                value: size.clone(),
+                                reason,
+                            },
+                        );
+                    }
+                }
+                None => f.push(
+                    "spec.stressors.memory.size",
+                    Rule::Required {
+                        because: "for the memory stressor (how much memory to occupy)".into(),
+                    },
+                ),
+            }
+            if let Some(adj) = mem.oom_score_adj {
+                f.check(
+                    "spec.stressors.memory.oomScoreAdj",
+                    in_range(adj.into(), -1000, 1000),
+                );
+            }
+            check_options("spec.stressors.memory.options", &mem.options, &mut f);
+        }
+        if let Some(duration) = &self.duration {
+            crate::iorule::check_positive_duration(&mut f, &child("spec", "duration"), duration);
+        }
+        f.into_vec()
+    }
+}
