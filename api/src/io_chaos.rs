@@ -18,12 +18,14 @@ use std::path::{Component, Path};
     namespaced,
     status = "ChaosStatus",
     category = "chaos",
+    doc = "Delay, fail or corrupt file-system operations on a volume of the selected pods.",
     printcolumn = r#"{"name":"Action","type":"string","jsonPath":".spec.action"}"#,
     printcolumn = r#"{"name":"Duration","type":"string","jsonPath":".spec.duration"}"#,
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
+/// Delay, fail or corrupt file-system operations on a volume of the selected pods.
 pub struct IOChaosSpec {
     #[serde(flatten)]
     pub scope: PodSelector,

@@ -76,3 +76,15 @@ pub fn crds()
         IOChaos::crd(),
     ]
 }
+
+/// The YAML written to `manifests/crds/<plural>.yaml` for `crd`, with a header saying where it
+/// comes from.
+#[cfg(feature = "crd")]
+pub fn crd_yaml(
+    crd: &k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+) -> Result<String, serde_yaml::Error> {
+    Ok(format!(
+        "# Generated from the Rust types in api/ by `cargo xtask crds`. Do not edit.\n{}",
+        serde_yaml::to_string(crd)?
+    ))
+}

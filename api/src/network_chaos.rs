@@ -15,15 +15,18 @@ use std::net::IpAddr;
     group = "chaos.faultline.dev",
     version = "v1alpha1",
     kind = "NetworkChaos",
+    plural = "networkchaos",
     namespaced,
     status = "ChaosStatus",
     category = "chaos",
+    doc = "Delay, drop, duplicate, corrupt or throttle the selected pods' traffic, or cut them off.",
     printcolumn = r#"{"name":"Action","type":"string","jsonPath":".spec.action"}"#,
     printcolumn = r#"{"name":"Duration","type":"string","jsonPath":".spec.duration"}"#,
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
+/// Delay, drop, duplicate, corrupt or throttle the selected pods' traffic, or cut them off.
 pub struct NetworkChaosSpec {
     #[serde(flatten)]
     pub scope: PodSelector,

@@ -12,15 +12,18 @@ use serde::{Deserialize, Serialize};
     group = "chaos.faultline.dev",
     version = "v1alpha1",
     kind = "PodChaos",
+    plural = "podchaos",
     namespaced,
     status = "ChaosStatus",
     category = "chaos",
+    doc = "Kill pods or containers, or make pods fail, in the selected pods.",
     printcolumn = r#"{"name":"Action","type":"string","jsonPath":".spec.action"}"#,
     printcolumn = r#"{"name":"Duration","type":"string","jsonPath":".spec.duration"}"#,
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
+/// Kill pods or containers, or make pods fail, in the selected pods.
 pub struct PodChaosSpec {
     #[serde(flatten)]
     pub scope: PodSelector,

@@ -71,7 +71,8 @@ impl SelectorMode {
     }
 }
 
-/// `selector` + `mode` + `value`, inlined in every chaos spec and used by NetworkChaos `target`.
+// `selector` + `mode` + `value`, inlined in every chaos spec and used by NetworkChaos `target`.
+// (A plain comment: a doc comment would become the description of every spec it is inlined in.)
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PodSelector {

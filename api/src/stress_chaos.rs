@@ -13,14 +13,17 @@ use serde::{Deserialize, Serialize};
     group = "chaos.faultline.dev",
     version = "v1alpha1",
     kind = "StressChaos",
+    plural = "stresschaos",
     namespaced,
     status = "ChaosStatus",
     category = "chaos",
+    doc = "Burn CPU or occupy memory inside the selected containers' cgroups.",
     printcolumn = r#"{"name":"Duration","type":"string","jsonPath":".spec.duration"}"#,
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
+/// Burn CPU or occupy memory inside the selected containers' cgroups.
 pub struct StressChaosSpec {
     #[serde(flatten)]
     pub scope: PodSelector,

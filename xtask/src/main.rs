@@ -1,0 +1,178 @@
+//! `cargo xtask <task>`: the project's own commands, built with nothing but cargo and std.
+//!
+//! - `test`  — installs what the suite needs when missing (Debian/Ubuntu packages via apt-get when
+//!   root; cargo tools via `cargo install`), then `cargo fmt --check`, `cargo clippy -D warnings`
+//!   and the whole workspace suite (cargo-nextest if present, else `cargo test`).
+//! - `crds`  — regenerates `manifests/crds/*.yaml` from the Rust types.
+//! - `bench <crate>` — installs the benchmark tools and runs `cargo bench -p faultline-<crate>`.
+//! - `deps`  — only the installation step of `test`.
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+/// A system tool the suite or the build needs, and the Debian package that brings it.
+struct SystemTool {
+    binary: &'static str,
+    package: &'static str,
+    why: &'static str,
+}
+
+const TEST_TOOLS: &[SystemTool] = &[
+    SystemTool { binary: "protoc", package: "protobuf-compiler", why: "building containerd-client" },
+    SystemTool { binary: "fusermount3", package: "fuse3", why: "FUSE mounts of the sidecar" },
+    SystemTool { binary: "containerd", package: "containerd", why: "container tests of the daemon" },
+    SystemTool { binary: "runc", package: "runc", why: "container tests of the daemon" },
+    SystemTool { binary: "stress-ng", package: "stress-ng", why: "stress tests" },
+    SystemTool { binary: "ip", package: "iproute2", why: "network namespace and tc tests" },
+    SystemTool { binary: "fio", package: "fio", why: "sidecar benchmarks and I/O tests" },
+];
+
+const BENCH_TOOLS: &[SystemTool] = &[
+    SystemTool { binary: "fio", package: "fio", why: "sidecar benchmarks" },
+    SystemTool { binary: "hey", package: "hey", why: "webhook load generation" },
+];
+
+/// Cargo-installed tools: (binary, crate, version, why).
+const CARGO_TOOLS: &[(&str, &str, &str, &str)] =
+    &[("pjdfstest", "pjdfstest", "0.2.2", "the POSIX suite run against the sidecar's FUSE mount")];
+
+fn main() -> ExitCode {
+    let args: Vec<String> = env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("test") => test(&args[1..]),
+        Some("deps") => install_system(TEST_TOOLS).and_then(|()| install_cargo_tools()),
+        Some("crds") => crds(),
+        Some("bench") => bench(&args[1..]),
+        Some("-h" | "--help" | "help") | None => {
+            println!("{}", usage());
+            Ok(())
+        }
+        Some(other) => Err(format!("unknown task `{other}`\n\n{}", usage())),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("xtask: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn usage() -> &'static str {
+    "usage: cargo xtask <task>\n\n\
+     tasks:\n  \
+     test [ARGS...]     install missing test dependencies, then fmt check, clippy, and the whole suite\n                     (ARGS go to nextest/cargo test)\n  \
+     deps               only install the test dependencies\n  \
+     crds               regenerate manifests/crds/*.yaml from the Rust types\n  \
+     bench <crate>      run the benchmarks of faultline-<crate> (sidecar, webhook)"
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn cargo() -> Command {
+    let mut cmd = Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(root());
+    cmd
+}
+
+fn run(mut cmd: Command, what: &str) -> Result<(), String> {
+    println!("xtask: {what}");
+    let status = cmd.status().map_err(|err| format!("{what}: cannot start: {err}"))?;
+    if status.success() { Ok(()) } else { Err(format!("{what}: failed ({status})")) }
+}
+
+fn on_path(binary: &str) -> bool {
+    env::var_os("PATH")
+        .map(|paths| env::split_paths(&paths).any(|dir| dir.join(binary).is_file()))
+        .unwrap_or(false)
+        || ["/usr/sbin", "/sbin"].iter().any(|dir| Path::new(dir).join(binary).is_file())
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|out| String::from_utf8_lossy(&out.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// Installs the Debian packages of the missing tools. Without root or apt-get it says what is
+/// missing and carries on: the tests that need a tool skip with a printed reason.
+fn install_system(tools: &[SystemTool]) -> Result<(), String> {
+    let missing: Vec<&SystemTool> = tools.iter().filter(|t| !on_path(t.binary)).collect();
+    if missing.is_empty() {
+        println!("xtask: system tools present: {}", tools.iter().map(|t| t.binary).collect::<Vec<_>>().join(", "));
+        return Ok(());
+    }
+    for tool in &missing {
+        println!("xtask: missing `{}` (package {}) for {}", tool.binary, tool.package, tool.why);
+    }
+    if !is_root() || !on_path("apt-get") {
+        println!("xtask: not root or no apt-get: not installing; tests that need these tools will skip and say so");
+        return Ok(());
+    }
+    let mut packages: Vec<&str> = missing.iter().map(|t| t.package).collect();
+    packages.dedup();
+    let mut update = Command::new("apt-get");
+    update.args(["update", "-q"]).env("DEBIAN_FRONTEND", "noninteractive");
+    run(update, "apt-get update")?;
+    let mut install = Command::new("apt-get");
+    install
+        .args(["install", "-y", "-q", "--no-install-recommends"])
+        .args(&packages)
+        .env("DEBIAN_FRONTEND", "noninteractive");
+    run(install, &format!("apt-get install {}", packages.join(" ")))
+}
+
+fn install_cargo_tools() -> Result<(), String> {
+    for (binary, krate, version, why) in CARGO_TOOLS {
+        if on_path(binary) {
+            continue;
+        }
+        let mut cmd = cargo();
+        cmd.args(["install", "--locked", krate, "--version", version]);
+        run(cmd, &format!("cargo install {krate}@{version} (for {why})"))?;
+    }
+    Ok(())
+}
+
+fn test(extra: &[String]) -> Result<(), String> {
+    install_system(TEST_TOOLS)?;
+    install_cargo_tools()?;
+    let mut fmt = cargo();
+    fmt.args(["fmt", "--all", "--", "--check"]);
+    run(fmt, "cargo fmt --check")?;
+    let mut clippy = cargo();
+    clippy.args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]);
+    run(clippy, "cargo clippy --workspace --all-targets -D warnings")?;
+    let mut suite = cargo();
+    if on_path("cargo-nextest") {
+        suite.args(["nextest", "run", "--workspace", "--no-fail-fast"]).args(extra);
+        run(suite, "cargo nextest run --workspace")?;
+        // nextest does not run doctests.
+        let mut doc = cargo();
+        doc.args(["test", "--workspace", "--doc"]);
+        run(doc, "cargo test --doc")
+    } else {
+        suite.args(["test", "--workspace", "--no-fail-fast"]).args(extra);
+        run(suite, "cargo test --workspace")
+    }
+}
+
+fn crds() -> Result<(), String> {
+    let mut cmd = cargo();
+    cmd.args(["run", "--quiet", "-p", "faultline-api", "--example", "crdgen", "--"])
+        .arg(root().join("manifests/crds"));
+    run(cmd, "generate manifests/crds")
+}
+
+fn bench(args: &[String]) -> Result<(), String> {
+    let krate = args.first().ok_or_else(|| format!("bench needs a crate name\n\n{}", usage()))?;
+    install_system(BENCH_TOOLS)?;
+    let mut cmd = cargo();
+    cmd.args(["bench", "-p", &format!("faultline-{krate}")]).args(&args[1..]);
+    run(cmd, &format!("cargo bench -p faultline-{krate}"))
+}
