@@ -1,0 +1,429 @@
+//! `/validate` and `/default` for the chaos kinds of `chaos.faultline.dev`.
+//!
+//! Dispatch is on `request.kind` (group + kind), never on the resource plural. The spec rules
+//! are `faultline_api`'s (the same the controller and the daemon apply); this module adds the
+//! [`Policy`]: the kill switch, protected namespaces, namespace opt-in, `maxDuration`,
+//! `maxTargets` and `allowedActions`, all applied to every namespace the experiment can touch
+//! (`selector.namespaces`, the keys of `selector.pods`, NetworkChaos `target`). A denial lists
+//! every violation, each with its JSON path.
+
+use std::collections::BTreeSet;
+
+use faultline_api::validate::Violation;
+use faultline_api::{AnyChaos, SelectorMode, TargetCount};
+use kube::core::admission::{AdmissionResponse, Operation};
+
+use crate::Verdict;
+use crate::policy::{CHAOS_LABEL, CHAOS_LABEL_VALUE, NamespaceLabels, Policy, action_allowed};
+use crate::review::{Review, kind_label};
+
+/// One reason to deny: where, why, and the rule id for the metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denial {
+    /// JSON path (`spec.duration`), or `(policy)` for whole-object rules.
+    pub path: String,
+    /// Stable kebab-case rule id (`policy-max-duration`, or the api crate's rule name).
+    pub rule: &'static str,
+    /// The sentence shown to the user.
+    pub message: String,
+}
+
+impl std::fmt::Display for Denial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+impl From<Violation> for Denial {
+    fn from(v: Violation) -> Self {
+        Denial {
+            rule: v.rule.name(),
+            message: v.rule.to_string(),
+            path: v.path,
+        }
+    }
+}
+
+fn denial(path: impl Into<String>, rule: &'static str, message: impl Into<String>) -> Denial {
+    Denial {
+        path: path.into(),
+        rule,
+        message: message.into(),
+    }
+}
+
+fn is_chaos(review: &Review) -> bool {
+    review.request.kind.group == faultline_api::GROUP
+}
+
+fn object_name(review: &Review, chaos: &AnyChaos) -> String {
+    let meta = chaos.metadata();
+    let ns = review
+        .request
+        .namespace
+        .as_deref()
+        .or(meta.namespace.as_deref())
+        .unwrap_or("default");
+    match (&meta.name, &meta.generate_name) {
+        (Some(name), _) if !name.is_empty() => format!("{ns}/{name}"),
+        (_, Some(prefix)) => format!("{ns}/{prefix}*"),
+        _ => format!("{ns}/{}", review.request.name),
+    }
+}
+
+fn deny_one(response: AdmissionResponse, kind: String, d: Denial) -> Verdict {
+    Verdict::denied(response.deny(d.to_string()), kind, vec![d.rule])
+}
+
+/// Parses the object of the request as the chaos kind it claims to be.
+fn parse(
+    review: &Review,
+    object: Option<&serde_json::Value>,
+    field: &str,
+) -> Result<AnyChaos, Denial> {
+    let Some(object) = object else {
+        return Err(denial(
+            format!("request.{field}"),
+            "missing-object",
+            "is missing",
+        ));
+    };
+    AnyChaos::from_value(&review.request.kind.kind, object.clone()).map_err(|e| match e {
+        faultline_api::ParseError::UnknownKind(_) => {
+            denial("request.kind", "unknown-kind", e.to_string())
+        }
+        faultline_api::ParseError::Invalid { path, message } => denial(path, "malformed", message),
+    })
+}
+
+/// The namespaces each selector can reach, with the JSON path naming each one. A selector with
+/// neither `namespaces` nor `pods` reaches the object's own namespace.
+fn target_namespaces(chaos: &AnyChaos, own: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (path, selector) in chaos.selectors() {
+        let spec = &selector.selector;
+        for (i, ns) in spec.namespaces.iter().enumerate() {
+            out.push((format!("{path}.selector.namespaces[{i}]"), ns.clone()));
+        }
+        for ns in spec.pods.keys() {
+            out.push((format!("{path}.selector.pods.{ns}"), ns.clone()));
+        }
+        if spec.namespaces.is_empty() && spec.pods.is_empty() {
+            out.push((format!("{path}.selector.namespaces"), own.to_owned()));
+        }
+    }
+    out
+}
+
+/// Policy rules for a new experiment; `Err` = the namespace labels are not known.
+pub fn policy_denials(
+    chaos: &AnyChaos,
+    own_namespace: &str,
+    policy: &Policy,
+    namespaces: &dyn NamespaceLabels,
+) -> Vec<Denial> {
+    let mut out = Vec::new();
+    if policy.halt {
+        out.push(denial(
+            "(policy)",
+            "policy-halt",
+            "policy halt is true (the kill switch): every new experiment is denied",
+        ));
+    }
+    let targets = target_namespaces(chaos, own_namespace);
+    let mut seen = BTreeSet::new();
+    let mut unknown: Option<String> = None;
+    for (path, ns) in &targets {
+        if policy.is_protected(ns) {
+            out.push(denial(
+                path.clone(),
+                "policy-protected-namespace",
+                format!("namespace {ns:?} is protected by policy and cannot be a chaos target"),
+            ));
+            continue;
+        }
+        if policy.require_namespace_opt_in && seen.insert(ns.clone()) {
+            match namespaces.chaos_enabled(ns) {
+                Ok(true) => {}
+                Ok(false) => out.push(denial(
+                    path.clone(),
+                    "policy-namespace-not-opted-in",
+                    format!(
+                        "namespace {ns:?} is not labelled {CHAOS_LABEL}={CHAOS_LABEL_VALUE} (policy requireNamespaceOptIn)"
+                    ),
+                )),
+                Err(why) => {
+                    unknown.get_or_insert(why);
+                }
+            }
+        }
+        if let Some(patterns) = policy.allowed_patterns(ns)
+            && !action_allowed(patterns, chaos.kind(), chaos.action())
+        {
+            out.push(denial(
+                path.clone(),
+                "policy-action-not-allowed",
+                format!(
+                    "{} is not allowed in namespace {ns:?} (policy allowedActions: [{}])",
+                    chaos.policy_action(),
+                    patterns.join(", ")
+                ),
+            ));
+        }
+    }
+    if let Some(why) = unknown {
+        out.push(denial(
+            "(policy)",
+            "policy-namespace-labels-unknown",
+            format!(
+                "namespace labels are not known yet ({why}); chaos experiments are denied until the webhook can read Namespaces (policy requireNamespaceOptIn)"
+            ),
+        ));
+    }
+    if let Some(max) = policy.max_duration()
+        && chaos.lasts()
+    {
+        match (chaos.duration_field(), chaos.duration()) {
+            (None, _) => out.push(denial(
+                "spec.duration",
+                "policy-max-duration",
+                format!(
+                    "is required: {} lasts until recovered and policy maxDuration is {}",
+                    chaos.policy_action(),
+                    faultline_api::duration::format_duration(max)
+                ),
+            )),
+            // Present but unparsable: the spec rules report it.
+            (Some(_), None) => {}
+            (Some(raw), Some(d)) if d.is_zero() => out.push(denial(
+                "spec.duration",
+                "policy-max-duration",
+                format!("{raw:?} must be longer than zero (policy maxDuration)"),
+            )),
+            (Some(raw), Some(d)) if d > max => out.push(denial(
+                "spec.duration",
+                "policy-max-duration",
+                format!(
+                    "{raw:?} is longer than policy maxDuration {}",
+                    faultline_api::duration::format_duration(max)
+                ),
+            )),
+            _ => {}
+        }
+    }
+    for (path, selector) in chaos.selectors() {
+        match selector.target_count() {
+            Some(TargetCount::Pods(n)) => {
+                if let Some(max) = policy.max_targets.pods
+                    && n > max
+                    && selector.mode != SelectorMode::One
+                {
+                    out.push(denial(
+                        format!("{path}.value"),
+                        "policy-max-targets",
+                        format!("{n} pods is more than policy maxTargets.pods {max}"),
+                    ));
+                }
+            }
+            Some(TargetCount::Percent(p)) => {
+                if let Some(max) = policy.max_targets.percent
+                    && p > max
+                {
+                    out.push(denial(
+                        format!("{path}.value"),
+                        "policy-max-targets",
+                        format!("{p}% is more than policy maxTargets.percent {max}%"),
+                    ));
+                }
+            }
+            Some(TargetCount::Unbounded) | None => {}
+        }
+    }
+    out
+}
+
+fn warnings(chaos: &AnyChaos) -> Vec<String> {
+    let mut w = Vec::new();
+    match chaos {
+        AnyChaos::Network(_) => w.push(
+            "network faults affect every container of the pod (they share one network namespace)"
+                .to_owned(),
+        ),
+        AnyChaos::Io(_) => w.push(
+            "IOChaos reaches only pods injected with the Faultline sidecar (label faultline.dev/inject=\"true\" in a namespace labelled faultline.dev/injection=enabled)"
+                .to_owned(),
+        ),
+        _ => {}
+    }
+    if chaos
+        .selectors()
+        .iter()
+        .any(|(_, s)| s.mode == SelectorMode::All)
+    {
+        w.push(
+            "mode all: maxTargets is enforced by the controller when it selects the pods"
+                .to_owned(),
+        );
+    }
+    w
+}
+
+/// `/validate`: spec rules + policy on CREATE, spec immutability on UPDATE.
+pub fn validate(review: &Review, policy: &Policy, namespaces: &dyn NamespaceLabels) -> Verdict {
+    let req = &review.request;
+    let kind = kind_label(review);
+    let response = AdmissionResponse::from(req);
+    if !is_chaos(review) {
+        let d = denial(
+            "request.kind",
+            "unsupported-kind",
+            format!(
+                "/validate admits only {} kinds, got {kind}",
+                faultline_api::GROUP
+            ),
+        );
+        return deny_one(response, kind, d);
+    }
+    match req.operation {
+        Operation::Create => {}
+        Operation::Update => return validate_update(review, response, kind),
+        Operation::Delete | Operation::Connect => return Verdict::allowed(response, kind),
+    }
+    let chaos = match parse(review, review.object.as_ref(), "object") {
+        Ok(c) => c,
+        Err(d) => return deny_one(response, kind, d),
+    };
+    let own = req
+        .namespace
+        .clone()
+        .or_else(|| chaos.metadata().namespace.clone())
+        .unwrap_or_else(|| "default".to_owned());
+    let mut denials: Vec<Denial> = chaos.validate().into_iter().map(Denial::from).collect();
+    denials.extend(policy_denials(&chaos, &own, policy, namespaces));
+    let name = object_name(review, &chaos);
+    let mut response = response;
+    response
+        .audit_annotations
+        .insert("experiment".to_owned(), format!("{} {name}", chaos.kind()));
+    response.audit_annotations.insert(
+        "author".to_owned(),
+        req.user_info.username.clone().unwrap_or_default(),
+    );
+    let targets: BTreeSet<String> = target_namespaces(&chaos, &own)
+        .into_iter()
+        .map(|(_, ns)| ns)
+        .collect();
+    response.audit_annotations.insert(
+        "targets".to_owned(),
+        targets.into_iter().collect::<Vec<_>>().join(","),
+    );
+    response
+        .audit_annotations
+        .insert("action".to_owned(), chaos.policy_action());
+    if denials.is_empty() {
+        let w = warnings(&chaos);
+        if !w.is_empty() {
+            response.warnings = Some(w);
+        }
+        return Verdict::allowed(response, kind);
+    }
+    let message = format!(
+        "{} {name} denied: {}",
+        chaos.kind(),
+        denials
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ")
+    );
+    let rules = denials.iter().map(|d| d.rule).collect();
+    Verdict::denied(response.deny(message), kind, rules)
+}
+
+fn validate_update(review: &Review, response: AdmissionResponse, kind: String) -> Verdict {
+    let chaos = match parse(review, review.object.as_ref(), "object") {
+        Ok(c) => c,
+        Err(d) => return deny_one(response, kind, d),
+    };
+    let old = match parse(review, review.old_object.as_ref(), "oldObject") {
+        Ok(c) => c,
+        Err(d) => return deny_one(response, kind, d),
+    };
+    // Compare the typed specs: formatting differences of the same values are not changes.
+    let spec = |c: &AnyChaos| c.to_value().get("spec").cloned();
+    if spec(&chaos) != spec(&old) {
+        let d = denial(
+            "spec",
+            "spec-immutable",
+            format!(
+                "cannot be changed once {} {} exists; delete it and create a new experiment (pause, annotations and status may change)",
+                chaos.kind(),
+                object_name(review, &chaos)
+            ),
+        );
+        return deny_one(response, kind, d);
+    }
+    Verdict::allowed(response, kind)
+}
+
+/// `/default`: fills defaults on CREATE, as a JSON Patch.
+pub fn default(review: &Review) -> Verdict {
+    let req = &review.request;
+    let kind = kind_label(review);
+    let response = AdmissionResponse::from(req);
+    if !is_chaos(review) {
+        let d = denial(
+            "request.kind",
+            "unsupported-kind",
+            format!(
+                "/default admits only {} kinds, got {kind}",
+                faultline_api::GROUP
+            ),
+        );
+        return deny_one(response, kind, d);
+    }
+    if req.operation != Operation::Create {
+        return Verdict::allowed(response, kind);
+    }
+    let chaos = match parse(review, review.object.as_ref(), "object") {
+        Ok(c) => c,
+        Err(d) => return deny_one(response, kind, d),
+    };
+    let own = req
+        .namespace
+        .clone()
+        .or_else(|| chaos.metadata().namespace.clone())
+        .unwrap_or_else(|| "default".to_owned());
+    let mut defaulted = chaos.clone();
+    defaulted.apply_defaults(&own);
+    let before = chaos.to_value();
+    let after = defaulted.to_value();
+    let mut patch = crate::patch::diff(&before, &after);
+    if patch.0.is_empty() {
+        return Verdict::allowed(response, kind);
+    }
+    // The typed round trip may serialize differently from what was sent (an omitted empty
+    // object, say): make sure the patch applies to the object as received, else diff that.
+    if let Some(raw) = review.object.as_ref() {
+        let mut probe = raw.clone();
+        if json_patch::patch(&mut probe, &patch).is_err() {
+            let mut target = raw.clone();
+            if let (Some(t), Some(spec)) = (target.as_object_mut(), after.get("spec")) {
+                t.insert("spec".to_owned(), spec.clone());
+            }
+            patch = crate::patch::diff(raw, &target);
+        }
+    }
+    match response.with_patch(patch) {
+        Ok(r) => Verdict::patched(r, kind),
+        Err(e) => deny_one(
+            AdmissionResponse::from(req),
+            kind,
+            denial(
+                "(internal)",
+                "internal",
+                format!("serializing the patch: {e}"),
+            ),
+        ),
+    }
+}
