@@ -15,7 +15,11 @@ fn committed_crds_match_the_types() {
             Err(err) => stale.push(format!("{name}: {err}")),
         }
     }
-    assert!(stale.is_empty(), "manifests/crds is stale ({}); run `cargo xtask crds`", stale.join(", "));
+    assert!(
+        stale.is_empty(),
+        "manifests/crds is stale ({}); run `cargo xtask crds`",
+        stale.join(", ")
+    );
 }
 
 #[test]
@@ -24,10 +28,23 @@ fn crds_have_printer_columns_and_status() {
         let version = &crd.spec.versions[0];
         assert_eq!(crd.spec.group, "chaos.faultline.dev");
         assert_eq!(version.name, "v1alpha1");
-        assert!(version.subresources.as_ref().and_then(|s| s.status.as_ref()).is_some());
-        let columns: Vec<&str> =
-            version.additional_printer_columns.iter().flatten().map(|c| c.name.as_str()).collect();
-        assert!(columns.contains(&"Phase") && columns.contains(&"Age"), "{columns:?}");
+        assert!(
+            version
+                .subresources
+                .as_ref()
+                .and_then(|s| s.status.as_ref())
+                .is_some()
+        );
+        let columns: Vec<&str> = version
+            .additional_printer_columns
+            .iter()
+            .flatten()
+            .map(|c| c.name.as_str())
+            .collect();
+        assert!(
+            columns.contains(&"Phase") && columns.contains(&"Age"),
+            "{columns:?}"
+        );
         if crd.spec.names.kind != "StressChaos" {
             assert!(columns.contains(&"Action"), "{columns:?}");
         }
