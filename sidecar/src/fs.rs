@@ -1,0 +1,1352 @@
+//! The passthrough filesystem: FUSE ops as thin shells over `Inner` helpers that return
+//! `Result<T, Errno>`, with the fault plan applied around them.
+//!
+//! Every op: decide a [`Plan`] from the current rule snapshot (no lock held), then either run at
+//! once, or — when a latency rule hit — hand the op to a short-lived delay thread that sleeps
+//! (interruptibly: shutdown wakes it) and then runs it, so a delayed op never occupies one of the
+//! `/dev/fuse` reader threads and I/O on paths no rule matches keeps flowing.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use fuser::{
+    AccessFlags, CopyFileRangeFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
+    Generation, INodeNo, InitFlags, KernelConfig, LockOwner, Notifier, OpenFlags, RenameFlags,
+    ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry,
+    ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+};
+
+use crate::inject::{CompiledRule, Op, Plan};
+use crate::inode::{Inode, InodeTable};
+use crate::metrics::Metrics;
+use crate::rules::RuleStore;
+use crate::sys::{self, CallerCreds, cname};
+
+/// Wakes sleeping delays at shutdown.
+#[derive(Debug, Default)]
+pub struct Shutdown {
+    stopping: Mutex<bool>,
+    cv: Condvar,
+}
+
+impl Shutdown {
+    /// Sleeps `d` unless shutdown starts first; returns `true` if interrupted.
+    pub fn sleep(&self, d: Duration) -> bool {
+        let deadline = Instant::now() + d;
+        let mut stopping = self.stopping.lock().unwrap_or_else(|e| e.into_inner());
+        while !*stopping {
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            stopping = self
+                .cv
+                .wait_timeout(stopping, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        true
+    }
+
+    pub fn trigger(&self) {
+        *self.stopping.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.cv.notify_all();
+    }
+
+    pub fn is_set(&self) -> bool {
+        *self.stopping.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Filesystem tuning.
+#[derive(Debug, Clone)]
+pub struct FsOptions {
+    /// Entry and attribute TTL for inodes no cache-relevant rule matches.
+    pub ttl: Duration,
+}
+
+impl Default for FsOptions {
+    fn default() -> Self {
+        Self {
+            ttl: Duration::from_secs(1),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Handle {
+    fd: OwnedFd,
+    ino: u64,
+    /// Opened without FOPEN_DIRECT_IO: the kernel may serve reads from its page cache.
+    cached: bool,
+    /// The app asked for O_DIRECT: backing I/O needs aligned buffers.
+    odirect: bool,
+    /// Serialises seek + getdents on directory handles.
+    dir: Mutex<()>,
+}
+
+/// Shared state of the filesystem (owned by the session threads and the delay threads).
+pub struct Inner {
+    pub inodes: InodeTable,
+    handles: RwLock<HashMap<u64, Arc<Handle>>>,
+    next_fh: AtomicU64,
+    pub rules: Arc<RuleStore>,
+    pub metrics: Arc<Metrics>,
+    pub shutdown: Arc<Shutdown>,
+    notifier: OnceLock<Notifier>,
+    opts: FsOptions,
+    /// Ops currently waiting in an injected delay.
+    pub delayed: AtomicU64,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inner")
+            .field("inodes", &self.inodes.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The FUSE filesystem handed to fuser.
+#[derive(Debug, Clone)]
+pub struct PassthroughFs {
+    inner: Arc<Inner>,
+}
+
+fn systime(sec: i64, nsec: i64) -> SystemTime {
+    let nsec = nsec.clamp(0, 999_999_999) as u32;
+    if sec >= 0 {
+        UNIX_EPOCH + Duration::new(sec as u64, nsec)
+    } else {
+        UNIX_EPOCH - Duration::new(sec.unsigned_abs(), 0) + Duration::new(0, nsec)
+    }
+}
+
+fn kind_of(mode: u32) -> FileType {
+    match mode & libc::S_IFMT {
+        libc::S_IFDIR => FileType::Directory,
+        libc::S_IFLNK => FileType::Symlink,
+        libc::S_IFIFO => FileType::NamedPipe,
+        libc::S_IFSOCK => FileType::Socket,
+        libc::S_IFCHR => FileType::CharDevice,
+        libc::S_IFBLK => FileType::BlockDevice,
+        _ => FileType::RegularFile,
+    }
+}
+
+fn dtype_kind(d: u8) -> Option<FileType> {
+    Some(match d {
+        libc::DT_DIR => FileType::Directory,
+        libc::DT_LNK => FileType::Symlink,
+        libc::DT_FIFO => FileType::NamedPipe,
+        libc::DT_SOCK => FileType::Socket,
+        libc::DT_CHR => FileType::CharDevice,
+        libc::DT_BLK => FileType::BlockDevice,
+        libc::DT_REG => FileType::RegularFile,
+        _ => return None,
+    })
+}
+
+fn to_timespec(t: Option<TimeOrNow>) -> libc::timespec {
+    match t {
+        None => libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_OMIT,
+        },
+        Some(TimeOrNow::Now) => libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_NOW,
+        },
+        Some(TimeOrNow::SpecificTime(t)) => match t.duration_since(UNIX_EPOCH) {
+            Ok(d) => libc::timespec {
+                tv_sec: d.as_secs() as i64,
+                tv_nsec: i64::from(d.subsec_nanos()),
+            },
+            Err(e) => {
+                let d = e.duration();
+                let mut sec = -(d.as_secs() as i64);
+                let mut nsec = -i64::from(d.subsec_nanos());
+                if nsec < 0 {
+                    sec -= 1;
+                    nsec += 1_000_000_000;
+                }
+                libc::timespec {
+                    tv_sec: sec,
+                    tv_nsec: nsec,
+                }
+            }
+        },
+    }
+}
+
+/// A buffer aligned for O_DIRECT I/O.
+struct Aligned {
+    ptr: *mut u8,
+    layout: std::alloc::Layout,
+}
+
+impl Aligned {
+    fn new(len: usize) -> Result<Self, Errno> {
+        let len = len.max(1).next_multiple_of(4096);
+        let layout = std::alloc::Layout::from_size_align(len, 4096).map_err(|_| Errno::EINVAL)?;
+        // SAFETY: layout has non-zero size.
+        let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
+        if ptr.is_null() {
+            return Err(Errno::ENOMEM);
+        }
+        Ok(Self { ptr, layout })
+    }
+
+    fn as_mut(&mut self) -> &mut [u8] {
+        // SAFETY: ptr is valid for layout.size() bytes, owned by self.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.layout.size()) }
+    }
+}
+
+impl Drop for Aligned {
+    fn drop(&mut self) {
+        // SAFETY: allocated with this layout in `new`.
+        unsafe { std::alloc::dealloc(self.ptr, self.layout) }
+    }
+}
+
+thread_local! {
+    static READ_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl Inner {
+    fn attr(&self, id: u64, st: &libc::stat) -> FileAttr {
+        FileAttr {
+            ino: INodeNo(id),
+            size: st.st_size as u64,
+            blocks: st.st_blocks as u64,
+            atime: systime(st.st_atime, st.st_atime_nsec),
+            mtime: systime(st.st_mtime, st.st_mtime_nsec),
+            ctime: systime(st.st_ctime, st.st_ctime_nsec),
+            crtime: UNIX_EPOCH,
+            kind: kind_of(st.st_mode),
+            perm: (st.st_mode & 0o7777) as u16,
+            nlink: st.st_nlink as u32,
+            uid: st.st_uid,
+            gid: st.st_gid,
+            rdev: st.st_rdev as u32,
+            blksize: st.st_blksize as u32,
+            flags: 0,
+        }
+    }
+
+    fn handle(&self, fh: u64) -> Result<Arc<Handle>, Errno> {
+        let handles = self.handles.read().map_err(|_| Errno::EIO)?;
+        handles.get(&fh).cloned().ok_or(Errno::EBADF)
+    }
+
+    fn add_handle(&self, h: Handle) -> Result<u64, Errno> {
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        self.handles
+            .write()
+            .map_err(|_| Errno::EIO)?
+            .insert(fh, Arc::new(h));
+        Ok(fh)
+    }
+
+    fn drop_handle(&self, fh: u64) {
+        if let Ok(mut h) = self.handles.write() {
+            h.remove(&fh);
+        }
+    }
+
+    pub fn open_handles(&self) -> usize {
+        self.handles.read().map(|h| h.len()).unwrap_or(0)
+    }
+
+    fn ttl(&self, path: impl FnOnce() -> Option<String>) -> Duration {
+        if self.rules.volatile(path) {
+            Duration::ZERO
+        } else {
+            self.opts.ttl
+        }
+    }
+
+    fn ino_ttl(&self, id: u64) -> Duration {
+        self.ttl(|| self.inodes.path_of(id))
+    }
+
+    /// Looks `name` up in `parent` and records one kernel reference.
+    fn lookup(&self, parent: u64, name: &OsStr) -> Result<FileAttr, Errno> {
+        let p = self.inodes.get(parent)?;
+        let c = cname(name)?;
+        let fd = sys::open_path(p.fd(), &c)?;
+        let st = sys::fstat(fd.as_fd())?;
+        let inode = self.inodes.remember(&st, fd, parent, name)?;
+        Ok(self.attr(inode.id, &st))
+    }
+
+    fn getattr(&self, id: u64, fh: Option<u64>) -> Result<FileAttr, Errno> {
+        let st = match fh.and_then(|fh| self.handle(fh).ok()) {
+            Some(h) => sys::fstat(h.fd.as_fd())?,
+            None => sys::fstat(self.inodes.get(id)?.fd())?,
+        };
+        Ok(self.attr(id, &st))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn setattr(
+        &self,
+        id: u64,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        fh: Option<u64>,
+    ) -> Result<FileAttr, Errno> {
+        let inode = self.inodes.get(id)?;
+        let handle = fh.and_then(|fh| self.handle(fh).ok());
+        if let Some(mode) = mode {
+            match &handle {
+                Some(h) => sys::fchmod(h.fd.as_fd(), mode & 0o7777)?,
+                None => sys::chmod_path(inode.fd(), mode & 0o7777)?,
+            }
+        }
+        if uid.is_some() || gid.is_some() {
+            sys::fchownat(inode.fd(), uid, gid)?;
+        }
+        if let Some(size) = size {
+            match &handle {
+                Some(h) => sys::ftruncate(h.fd.as_fd(), size)?,
+                None => sys::truncate_path(inode.fd(), size)?,
+            }
+        }
+        if atime.is_some() || mtime.is_some() {
+            let times = [to_timespec(atime), to_timespec(mtime)];
+            sys::utimens(inode.fd(), &times, inode.is_symlink())?;
+        }
+        self.getattr(id, fh)
+    }
+
+    /// Creates a node as the caller (so ownership follows the caller and the source's rules for
+    /// set-gid directories), then looks it up.
+    fn make(
+        &self,
+        req: (u32, u32),
+        parent: u64,
+        name: &OsStr,
+        create: impl FnOnce(&Inode, &std::ffi::CStr) -> Result<(), Errno>,
+    ) -> Result<FileAttr, Errno> {
+        let p = self.inodes.get(parent)?;
+        let c = cname(name)?;
+        {
+            let _creds = CallerCreds::switch(req.0, req.1);
+            create(&p, &c)?;
+        }
+        self.lookup(parent, name)
+    }
+
+    fn rename(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        newparent: u64,
+        newname: &OsStr,
+        flags: u32,
+    ) -> Result<(), Errno> {
+        let p = self.inodes.get(parent)?;
+        let np = self.inodes.get(newparent)?;
+        let (c, nc) = (cname(name)?, cname(newname)?);
+        sys::renameat2(p.fd(), &c, np.fd(), &nc, flags)?;
+        // Keep rule paths right: the moved inode now lives at newparent/newname (and, for an
+        // exchange, the other one at parent/name).
+        if let Ok(st) = sys::fstatat(np.fd(), &nc)
+            && let Some(id) = self.inodes.id_of((st.st_dev, st.st_ino))
+            && let Ok(inode) = self.inodes.get(id)
+        {
+            inode.set_location(newparent, newname);
+        }
+        if flags & libc::RENAME_EXCHANGE != 0
+            && let Ok(st) = sys::fstatat(p.fd(), &c)
+            && let Some(id) = self.inodes.id_of((st.st_dev, st.st_ino))
+            && let Ok(inode) = self.inodes.get(id)
+        {
+            inode.set_location(parent, name);
+        }
+        Ok(())
+    }
+
+    fn open(&self, id: u64, flags: i32, cached: bool) -> Result<u64, Errno> {
+        let inode = self.inodes.get(id)?;
+        let fd = sys::reopen(inode.fd(), flags)?;
+        self.add_handle(Handle {
+            fd,
+            ino: id,
+            cached,
+            odirect: flags & libc::O_DIRECT != 0,
+            dir: Mutex::new(()),
+        })
+    }
+
+    fn create(
+        &self,
+        req: (u32, u32),
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        flags: i32,
+        cached: bool,
+    ) -> Result<(FileAttr, u64), Errno> {
+        let p = self.inodes.get(parent)?;
+        let c = cname(name)?;
+        let fd = {
+            let _creds = CallerCreds::switch(req.0, req.1);
+            sys::openat(
+                p.fd(),
+                &c,
+                (flags | libc::O_CREAT) & !libc::O_NOFOLLOW,
+                mode,
+            )?
+        };
+        let path_fd = sys::reopen(fd.as_fd(), libc::O_PATH)?;
+        let st = sys::fstat(fd.as_fd())?;
+        let inode = self.inodes.remember(&st, path_fd, parent, name)?;
+        let fh = self.add_handle(Handle {
+            fd,
+            ino: inode.id,
+            cached,
+            odirect: flags & libc::O_DIRECT != 0,
+            dir: Mutex::new(()),
+        })?;
+        Ok((self.attr(inode.id, &st), fh))
+    }
+
+    fn read_into(
+        &self,
+        h: &Handle,
+        offset: u64,
+        size: u32,
+        plan: &Plan,
+        reply: ReplyData,
+    ) -> Result<(), Errno> {
+        if h.odirect {
+            let mut buf = Aligned::new(size as usize)?;
+            let slice = buf.as_mut();
+            let n = sys::pread(h.fd.as_fd(), &mut slice[..size as usize], offset)?;
+            plan.data(&mut slice[..n]);
+            reply.data(&slice[..n]);
+            return Ok(());
+        }
+        READ_BUF.with(|cell| {
+            let mut buf = cell.borrow_mut();
+            if buf.len() < size as usize {
+                buf.resize(size as usize, 0);
+            }
+            let n = sys::pread(h.fd.as_fd(), &mut buf[..size as usize], offset)?;
+            plan.data(&mut buf[..n]);
+            reply.data(&buf[..n]);
+            Ok(())
+        })
+    }
+
+    fn write(&self, h: &Handle, offset: u64, data: &[u8], plan: &Plan) -> Result<usize, Errno> {
+        if h.odirect || plan.touches_data() {
+            let mut buf = Aligned::new(data.len())?;
+            let slice = &mut buf.as_mut()[..data.len()];
+            slice.copy_from_slice(data);
+            plan.data(slice);
+            return sys::pwrite(h.fd.as_fd(), slice, offset);
+        }
+        sys::pwrite(h.fd.as_fd(), data, offset)
+    }
+
+    /// Reads one batch of directory entries; `plus` also looks each one up.
+    fn readdir_batch(
+        &self,
+        fh: u64,
+        offset: u64,
+    ) -> Result<(Arc<Handle>, Vec<sys::DirEntry>), Errno> {
+        let h = self.handle(fh)?;
+        let entries = {
+            let _g = h.dir.lock().map_err(|_| Errno::EIO)?;
+            let mut buf = vec![0u8; 32 * 1024];
+            sys::getdents(h.fd.as_fd(), offset as i64, &mut buf)?
+        };
+        Ok((h, entries))
+    }
+
+    fn node_of_dirent(&self, e: &sys::DirEntry, dir: &Handle) -> u64 {
+        // Known inodes report their node id; unknown ones on the root device use st_ino, which
+        // is what their node id will be.
+        match sys::fstat(dir.fd.as_fd()) {
+            Ok(st) => self.inodes.id_of((st.st_dev, e.ino)).unwrap_or(e.ino),
+            Err(_) => e.ino,
+        }
+    }
+
+    fn notifier(&self) -> Option<&Notifier> {
+        self.notifier.get()
+    }
+
+    /// Drops the kernel's cached data and attributes for `id` (best effort).
+    pub fn invalidate_data(&self, id: u64, offset: i64, len: i64) {
+        if let Some(n) = self.notifier()
+            && let Err(err) = n.inval_inode(INodeNo(id), offset, len)
+            && err.raw_os_error() != Some(libc::ENOENT)
+        {
+            tracing::debug!(ino = id, ?err, "inval_inode failed");
+        }
+    }
+
+    /// After a rule change: drop cached data, attributes and entries of every inode the kernel
+    /// knows that a new cache-relevant rule matches.
+    pub fn invalidate_for(&self, fresh: &[Arc<CompiledRule>]) {
+        let relevant: Vec<&Arc<CompiledRule>> =
+            fresh.iter().filter(|r| r.cache_relevant()).collect();
+        if relevant.is_empty() || self.notifier().is_none() {
+            return;
+        }
+        let mut count = 0usize;
+        for inode in self.inodes.snapshot() {
+            let path = self.inodes.path_of(inode.id);
+            if !relevant.iter().any(|r| r.matches_path(path.as_deref())) {
+                continue;
+            }
+            count += 1;
+            self.invalidate_data(inode.id, 0, 0);
+            if let (Some(loc), Some(n)) = (inode.location(), self.notifier())
+                && let Err(err) = n.inval_entry(INodeNo(loc.parent), &loc.name)
+                && err.raw_os_error() != Some(libc::ENOENT)
+            {
+                tracing::debug!(ino = inode.id, ?err, "inval_entry failed");
+            }
+        }
+        tracing::debug!(inodes = count, "kernel caches invalidated for new rules");
+    }
+}
+
+/// Turns a helper result into a reply; `Err` is returned for the metrics.
+macro_rules! answer {
+    ($r:expr, $reply:ident, |$v:pat_param| $ok:expr) => {
+        match $r {
+            Ok($v) => {
+                $ok;
+                Ok(())
+            }
+            Err(e) => {
+                $reply.error(e);
+                Err(e)
+            }
+        }
+    };
+}
+
+impl PassthroughFs {
+    /// Opens the source root and builds the filesystem.
+    pub fn new(
+        source: &Path,
+        rules: Arc<RuleStore>,
+        metrics: Arc<Metrics>,
+        shutdown: Arc<Shutdown>,
+        opts: FsOptions,
+    ) -> std::io::Result<Self> {
+        let c = std::ffi::CString::new(source.as_os_str().as_bytes())
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        // SAFETY: plain open of a C string path.
+        let fd = unsafe {
+            libc::open(
+                c.as_ptr(),
+                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            let err = std::io::Error::last_os_error();
+            return Err(std::io::Error::new(
+                err.kind(),
+                format!("open({}) as the source directory: {err}", source.display()),
+            ));
+        }
+        // SAFETY: fd was just returned by open.
+        let root = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        let st = sys::fstat(root.as_fd()).map_err(|e| {
+            std::io::Error::other(format!("fstat({}): errno {}", source.display(), e.code()))
+        })?;
+        sys::clear_umask();
+        let inner = Arc::new(Inner {
+            inodes: InodeTable::new(root, &st),
+            handles: RwLock::new(HashMap::new()),
+            next_fh: AtomicU64::new(1),
+            rules,
+            metrics,
+            shutdown,
+            notifier: OnceLock::new(),
+            opts,
+            delayed: AtomicU64::new(0),
+        });
+        let weak = Arc::downgrade(&inner);
+        inner.rules.set_hook(Box::new(move |_snap, fresh| {
+            if let Some(inner) = weak.upgrade() {
+                inner.invalidate_for(fresh);
+            }
+        }));
+        Ok(Self { inner })
+    }
+
+    pub fn inner(&self) -> &Arc<Inner> {
+        &self.inner
+    }
+
+    /// Installs the session's notifier (cache invalidation needs it).
+    pub fn set_notifier(&self, n: Notifier) {
+        let _ = self.inner.notifier.set(n);
+    }
+
+    fn plan_ino(&self, op: Op, id: u64) -> Plan {
+        self.inner
+            .rules
+            .decide(op, || self.inner.inodes.path_of(id))
+    }
+
+    fn plan_child(&self, op: Op, parent: u64, name: &OsStr) -> Plan {
+        self.inner
+            .rules
+            .decide(op, || self.inner.inodes.child_path(parent, name))
+    }
+
+    /// Runs `work` now, or after the plan's delay on a delay thread.
+    fn serve<F>(&self, op: Op, plan: Plan, work: F)
+    where
+        F: FnOnce(&Inner, &Plan) -> Result<(), Errno> + Send + 'static,
+    {
+        let start = Instant::now();
+        if plan.delay.is_zero() {
+            let r = work(&self.inner, &plan);
+            self.inner.metrics.record(op, start.elapsed(), r.is_err());
+            return;
+        }
+        let inner = self.inner.clone();
+        let job = move || {
+            inner.delayed.fetch_add(1, Ordering::Relaxed);
+            let interrupted = inner.shutdown.sleep(plan.delay);
+            inner.delayed.fetch_sub(1, Ordering::Relaxed);
+            if interrupted {
+                tracing::debug!(op = op.name(), "injected delay cut short by shutdown");
+            }
+            let r = work(&inner, &plan);
+            inner.metrics.record(op, start.elapsed(), r.is_err());
+        };
+        // A thread per delayed op keeps the /dev/fuse readers free; if spawning fails the
+        // job cannot be recovered from the builder, so fall back to sleeping here.
+        let job = Arc::new(Mutex::new(Some(job)));
+        let job2 = job.clone();
+        let spawned = std::thread::Builder::new()
+            .name("delay".into())
+            .spawn(move || {
+                if let Some(j) = job2.lock().ok().and_then(|mut j| j.take()) {
+                    j();
+                }
+            });
+        if spawned.is_err()
+            && let Some(j) = job.lock().ok().and_then(|mut j| j.take())
+        {
+            j();
+        }
+    }
+}
+
+fn req_creds(req: &Request) -> (u32, u32) {
+    (req.uid(), req.gid())
+}
+
+impl Filesystem for PassthroughFs {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        let wanted = [
+            InitFlags::FUSE_DO_READDIRPLUS,
+            InitFlags::FUSE_READDIRPLUS_AUTO,
+            InitFlags::FUSE_PARALLEL_DIROPS,
+            InitFlags::FUSE_AUTO_INVAL_DATA,
+            InitFlags::FUSE_ASYNC_DIO,
+            InitFlags::FUSE_ATOMIC_O_TRUNC,
+            InitFlags::FUSE_CACHE_SYMLINKS,
+            InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP,
+            InitFlags::FUSE_MAX_PAGES,
+        ];
+        for flag in wanted {
+            if config.add_capabilities(flag).is_err() {
+                tracing::debug!(?flag, "kernel lacks FUSE capability");
+            }
+        }
+        let _ = config.set_max_write(1 << 20);
+        let _ = config.set_max_background(64);
+        let _ = config.set_congestion_threshold(48);
+        tracing::info!(abi = ?config.kernel_abi(), "FUSE session initialised");
+        Ok(())
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let plan = self.plan_child(Op::Lookup, parent.0, name);
+        let name = name.to_os_string();
+        self.serve(Op::Lookup, plan, move |fs, plan| {
+            let r = plan.check().and_then(|()| fs.lookup(parent.0, &name));
+            answer!(r, reply, |a| {
+                let ttl = fs.ino_ttl(a.ino.0);
+                reply.entry(&ttl, &plan.attr(a, true), Generation(0))
+            })
+        });
+    }
+
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        let start = Instant::now();
+        self.inner.inodes.forget(ino.0, nlookup);
+        self.inner
+            .metrics
+            .record(Op::Forget, start.elapsed(), false);
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
+        let plan = self.plan_ino(Op::Getattr, ino.0);
+        self.serve(Op::Getattr, plan, move |fs, plan| {
+            let r = plan
+                .check()
+                .and_then(|()| fs.getattr(ino.0, fh.map(|f| f.0)));
+            answer!(r, reply, |a| reply
+                .attr(&fs.ino_ttl(ino.0), &plan.attr(a, false)))
+        });
+    }
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        let plan = self.plan_ino(Op::Setattr, ino.0);
+        self.serve(Op::Setattr, plan, move |fs, plan| {
+            let r = plan.check().and_then(|()| {
+                fs.setattr(ino.0, mode, uid, gid, size, atime, mtime, fh.map(|f| f.0))
+            });
+            answer!(r, reply, |a| reply
+                .attr(&fs.ino_ttl(ino.0), &plan.attr(a, false)))
+        });
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        let plan = self.plan_ino(Op::Readlink, ino.0);
+        self.serve(Op::Readlink, plan, move |fs, plan| {
+            let r = plan
+                .check()
+                .and_then(|()| sys::readlinkat(fs.inodes.get(ino.0)?.fd()));
+            answer!(r, reply, |t| reply.data(&t))
+        });
+    }
+
+    fn mknod(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        let plan = self.plan_child(Op::Mknod, parent.0, name);
+        let (name, creds) = (name.to_os_string(), req_creds(req));
+        self.serve(Op::Mknod, plan, move |fs, plan| {
+            let r = plan.check().and_then(|()| {
+                fs.make(creds, parent.0, &name, |p, c| {
+                    sys::mknodat(p.fd(), c, mode, u64::from(rdev))
+                })
+            });
+            answer!(r, reply, |a| reply.entry(
+                &fs.ino_ttl(a.ino.0),
+                &plan.attr(a, true),
+                Generation(0)
+            ))
+        });
+    }
+
+    fn mkdir(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        reply: ReplyEntry,
+    ) {
+        let plan = self.plan_child(Op::Mkdir, parent.0, name);
+        let (name, creds) = (name.to_os_string(), req_creds(req));
+        self.serve(Op::Mkdir, plan, move |fs, plan| {
+            let r = plan.check().and_then(|()| {
+                fs.make(creds, parent.0, &name, |p, c| sys::mkdirat(p.fd(), c, mode))
+            });
+            answer!(r, reply, |a| reply.entry(
+                &fs.ino_ttl(a.ino.0),
+                &plan.attr(a, true),
+                Generation(0)
+            ))
+        });
+    }
+
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let plan = self.plan_child(Op::Unlink, parent.0, name);
+        let name = name.to_os_string();
+        self.serve(Op::Unlink, plan, move |fs, plan| {
+            let r = plan
+                .check()
+                .and_then(|()| sys::unlinkat(fs.inodes.get(parent.0)?.fd(), &cname(&name)?, 0));
+            answer!(r, reply, |()| reply.ok())
+        });
+    }
+
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let plan = self.plan_child(Op::Rmdir, parent.0, name);
+        let name = name.to_os_string();
+        self.serve(Op::Rmdir, plan, move |fs, plan| {
+            let r = plan.check().and_then(|()| {
+                sys::unlinkat(
+                    fs.inodes.get(parent.0)?.fd(),
+                    &cname(&name)?,
+                    libc::AT_REMOVEDIR,
+                )
+            });
+            answer!(r, reply, |()| reply.ok())
+        });
+    }
+
+    fn symlink(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        link_name: &OsStr,
+        target: &Path,
+        reply: ReplyEntry,
+    ) {
+        let plan = self.plan_child(Op::Symlink, parent.0, link_name);
+        let (name, creds) = (link_name.to_os_string(), req_creds(req));
+        let target = target.as_os_str().to_os_string();
+        self.serve(Op::Symlink, plan, move |fs, plan| {
+            let r = plan.check().and_then(|()| {
+                let t = cname(&target)?;
+                fs.make(creds, parent.0, &name, |p, c| sys::symlinkat(&t, p.fd(), c))
+            });
+            answer!(r, reply, |a| reply.entry(
+                &fs.ino_ttl(a.ino.0),
+                &plan.attr(a, true),
+                Generation(0)
+            ))
+        });
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        let plan = self.plan_child(Op::Rename, parent.0, name);
+        let (name, newname) = (name.to_os_string(), newname.to_os_string());
+        self.serve(Op::Rename, plan, move |fs, plan| {
+            let r = plan
+                .check()
+                .and_then(|()| fs.rename(parent.0, &name, newparent.0, &newname, flags.bits()));
+            answer!(r, reply, |()| reply.ok())
+        });
+    }
+
+    fn link(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        newparent: INodeNo,
+        newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        let plan = self.plan_child(Op::Link, newparent.0, newname);
+        let newname = newname.to_os_string();
+        self.serve(Op::Link, plan, move |fs, plan| {
+            let r = plan.check().and_then(|()| {
+                let inode = fs.inodes.get(ino.0)?;
+                let np = fs.inodes.get(newparent.0)?;
+                sys::link_fd(inode.fd(), np.fd(), &cname(&newname)?)?;
+                fs.lookup(newparent.0, &newname)
+            });
+            answer!(r, reply, |a| reply.entry(
+                &fs.ino_ttl(a.ino.0),
+                &plan.attr(a, true),
+                Generation(0)
+            ))
+        });
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let plan = self.plan_ino(Op::Open, ino.0);
+        let cached = !self
+            .inner
+            .rules
+            .reads_touched(|| self.inner.inodes.path_of(ino.0));
+        self.serve(Op::Open, plan, move |fs, plan| {
+            let r = plan.check().and_then(|()| fs.open(ino.0, flags.0, cached));
+            let fopen = if cached {
+                FopenFlags::FOPEN_KEEP_CACHE
+            } else {
+                FopenFlags::FOPEN_DIRECT_IO
+            };
+            answer!(r, reply, |fh| reply.opened(FileHandle(fh), fopen))
+        });
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        let plan = self.plan_ino(Op::Read, ino.0);
+        self.serve(Op::Read, plan, move |fs, plan| {
+            let h = match plan.check().and_then(|()| fs.handle(fh.0)) {
+                Ok(h) => h,
+                Err(e) => {
+                    reply.error(e);
+                    return Err(e);
+                }
+            };
+            let r = fs.read_into(&h, offset, size, plan, reply);
+            // A handle opened before a read rule arrived still uses the page cache: drop what
+            // this read put there so the next read comes back to the rule.
+            if h.cached && plan.volatile {
+                fs.invalidate_data(h.ino, offset as i64, i64::from(size));
+            }
+            r
+        });
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        let plan = self.plan_ino(Op::Write, ino.0);
+        let work = move |fs: &Inner, plan: &Plan, data: &[u8], reply: ReplyWrite| {
+            let r = plan
+                .check()
+                .and_then(|()| fs.write(&*fs.handle(fh.0)?, offset, data, plan));
+            answer!(r, reply, |n| reply.written(n as u32))
+        };
+        if plan.delay.is_zero() {
+            let start = Instant::now();
+            let r = work(&self.inner, &plan, data, reply);
+            self.inner
+                .metrics
+                .record(Op::Write, start.elapsed(), r.is_err());
+        } else {
+            let data = data.to_vec();
+            self.serve(Op::Write, plan, move |fs, plan| {
+                work(fs, plan, &data, reply)
+            });
+        }
+    }
+
+    fn flush(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        let plan = self.plan_ino(Op::Flush, ino.0);
+        self.serve(Op::Flush, plan, move |fs, plan| {
+            // Nothing to do: data is written through, locks are the kernel's. No fsync here.
+            let r = plan.check().and_then(|()| fs.handle(fh.0).map(drop));
+            answer!(r, reply, |()| reply.ok())
+        });
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        let plan = self.plan_ino(Op::Release, ino.0);
+        self.serve(Op::Release, plan, move |fs, plan| {
+            // The handle is released even when a rule fails the call: the kernel forgets it.
+            fs.drop_handle(fh.0);
+            answer!(plan.check(), reply, |()| reply.ok())
+        });
+    }
+
+    fn fsync(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        let plan = self.plan_ino(Op::Fsync, ino.0);
+        self.serve(Op::Fsync, plan, move |fs, plan| {
+            let r = plan
+                .check()
+                .and_then(|()| sys::fsync(fs.handle(fh.0)?.fd.as_fd(), datasync));
+            answer!(r, reply, |()| reply.ok())
+        });
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let plan = self.plan_ino(Op::Opendir, ino.0);
+        self.serve(Op::Opendir, plan, move |fs, plan| {
+            let r = plan.check().and_then(|()| {
+                let f = (flags.0 & !libc::O_ACCMODE) | libc::O_RDONLY | libc::O_DIRECTORY;
+                fs.open(ino.0, f, true)
+            });
+            answer!(r, reply, |fh| reply
+                .opened(FileHandle(fh), FopenFlags::empty()))
+        });
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        let plan = self.plan_ino(Op::Readdir, ino.0);
+        self.serve(Op::Readdir, plan, move |fs, plan| {
+            let r = plan.check().and_then(|()| fs.readdir_batch(fh.0, offset));
+            answer!(r, reply, |(h, entries)| {
+                for e in &entries {
+                    let kind = dtype_kind(e.kind).unwrap_or(FileType::RegularFile);
+                    let node = fs.node_of_dirent(e, &h);
+                    if reply.add(
+                        INodeNo(node),
+                        e.next as u64,
+                        kind,
+                        OsStr::from_bytes(&e.name),
+                    ) {
+                        break;
+                    }
+                }
+                reply.ok()
+            })
+        });
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        let plan = self.plan_ino(Op::Readdirplus, ino.0);
+        self.serve(Op::Readdirplus, plan, move |fs, plan| {
+            let r = plan.check().and_then(|()| fs.readdir_batch(fh.0, offset));
+            answer!(r, reply, |(h, entries)| {
+                for e in &entries {
+                    let name = OsStr::from_bytes(&e.name);
+                    if name == "." || name == ".." {
+                        // The kernel does not link these; any attributes do.
+                        let Ok(st) = sys::fstat(h.fd.as_fd()) else {
+                            continue;
+                        };
+                        let attr = fs.attr(fs.node_of_dirent(e, &h), &st);
+                        if reply.add(
+                            attr.ino,
+                            e.next as u64,
+                            name,
+                            &Duration::ZERO,
+                            &attr,
+                            Generation(0),
+                        ) {
+                            break;
+                        }
+                        continue;
+                    }
+                    let Ok(attr) = fs.lookup(ino.0, name) else {
+                        continue;
+                    };
+                    let attr = plan.attr(attr, true);
+                    let ttl = fs.ino_ttl(attr.ino.0);
+                    if reply.add(attr.ino, e.next as u64, name, &ttl, &attr, Generation(0)) {
+                        // Not sent: undo the lookup reference.
+                        fs.inodes.forget(attr.ino.0, 1);
+                        break;
+                    }
+                }
+                reply.ok()
+            })
+        });
+    }
+
+    fn releasedir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        let plan = self.plan_ino(Op::Releasedir, ino.0);
+        self.serve(Op::Releasedir, plan, move |fs, plan| {
+            fs.drop_handle(fh.0);
+            answer!(plan.check(), reply, |()| reply.ok())
+        });
+    }
+
+    fn fsyncdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        let plan = self.plan_ino(Op::Fsyncdir, ino.0);
+        self.serve(Op::Fsyncdir, plan, move |fs, plan| {
+            let r = plan
+                .check()
+                .and_then(|()| sys::fsync(fs.handle(fh.0)?.fd.as_fd(), datasync));
+            answer!(r, reply, |()| reply.ok())
+        });
+    }
+
+    fn statfs(&self, _req: &Request, ino: INodeNo, reply: ReplyStatfs) {
+        let plan = self.plan_ino(Op::Statfs, ino.0);
+        self.serve(Op::Statfs, plan, move |fs, plan| {
+            let r = plan
+                .check()
+                .and_then(|()| sys::fstatvfs(fs.inodes.get(ino.0)?.fd()));
+            answer!(r, reply, |s| reply.statfs(
+                s.f_blocks,
+                s.f_bfree,
+                s.f_bavail,
+                s.f_files,
+                s.f_ffree,
+                s.f_bsize as u32,
+                s.f_namemax as u32,
+                s.f_frsize as u32,
+            ))
+        });
+    }
+
+    fn setxattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        let plan = self.plan_ino(Op::Setxattr, ino.0);
+        let (name, value) = (name.to_os_string(), value.to_vec());
+        self.serve(Op::Setxattr, plan, move |fs, plan| {
+            let r = plan.check().and_then(|()| {
+                sys::setxattr(fs.inodes.get(ino.0)?.fd(), &cname(&name)?, &value, flags)
+            });
+            answer!(r, reply, |()| reply.ok())
+        });
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        let plan = self.plan_ino(Op::Getxattr, ino.0);
+        let name = name.to_os_string();
+        self.serve(Op::Getxattr, plan, move |fs, plan| {
+            let r = plan.check().and_then(|()| {
+                let inode = fs.inodes.get(ino.0)?;
+                let mut buf = vec![0u8; size as usize];
+                let n = sys::getxattr(inode.fd(), &cname(&name)?, &mut buf)?;
+                buf.truncate(n);
+                Ok((n, buf))
+            });
+            answer!(r, reply, |(n, buf)| if size == 0 {
+                reply.size(n as u32)
+            } else {
+                reply.data(&buf)
+            })
+        });
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        let plan = self.plan_ino(Op::Listxattr, ino.0);
+        self.serve(Op::Listxattr, plan, move |fs, plan| {
+            let r = plan.check().and_then(|()| {
+                let inode = fs.inodes.get(ino.0)?;
+                let mut buf = vec![0u8; size as usize];
+                let n = sys::listxattr(inode.fd(), &mut buf)?;
+                buf.truncate(n);
+                Ok((n, buf))
+            });
+            answer!(r, reply, |(n, buf)| if size == 0 {
+                reply.size(n as u32)
+            } else {
+                reply.data(&buf)
+            })
+        });
+    }
+
+    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let plan = self.plan_ino(Op::Removexattr, ino.0);
+        let name = name.to_os_string();
+        self.serve(Op::Removexattr, plan, move |fs, plan| {
+            let r = plan
+                .check()
+                .and_then(|()| sys::removexattr(fs.inodes.get(ino.0)?.fd(), &cname(&name)?));
+            answer!(r, reply, |()| reply.ok())
+        });
+    }
+
+    fn access(&self, _req: &Request, ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
+        // Mounted with default_permissions, so the kernel checks access itself and never asks;
+        // answering keeps a kernel that asks anyway working.
+        let plan = self.plan_ino(Op::Access, ino.0);
+        self.serve(Op::Access, plan, move |fs, plan| {
+            let r = plan.check().and_then(|()| fs.inodes.get(ino.0).map(drop));
+            answer!(r, reply, |()| reply.ok())
+        });
+    }
+
+    fn create(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        let plan = self.plan_child(Op::Create, parent.0, name);
+        let cached = !self
+            .inner
+            .rules
+            .reads_touched(|| self.inner.inodes.child_path(parent.0, name));
+        let (name, creds) = (name.to_os_string(), req_creds(req));
+        self.serve(Op::Create, plan, move |fs, plan| {
+            let r = plan
+                .check()
+                .and_then(|()| fs.create(creds, parent.0, &name, mode, flags, cached));
+            let fopen = if cached {
+                FopenFlags::FOPEN_KEEP_CACHE
+            } else {
+                FopenFlags::FOPEN_DIRECT_IO
+            };
+            answer!(r, reply, |(a, fh)| reply.created(
+                &fs.ino_ttl(a.ino.0),
+                &plan.attr(a, true),
+                Generation(0),
+                FileHandle(fh),
+                fopen
+            ))
+        });
+    }
+
+    fn fallocate(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        let plan = self.plan_ino(Op::Fallocate, ino.0);
+        self.serve(Op::Fallocate, plan, move |fs, plan| {
+            let r = plan
+                .check()
+                .and_then(|()| sys::fallocate(fs.handle(fh.0)?.fd.as_fd(), mode, offset, length));
+            answer!(r, reply, |()| reply.ok())
+        });
+    }
+
+    fn lseek(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: i64,
+        whence: i32,
+        reply: ReplyLseek,
+    ) {
+        let plan = self.plan_ino(Op::Lseek, ino.0);
+        self.serve(Op::Lseek, plan, move |fs, plan| {
+            let r = plan
+                .check()
+                .and_then(|()| sys::lseek(fs.handle(fh.0)?.fd.as_fd(), offset, whence));
+            answer!(r, reply, |off| reply.offset(off))
+        });
+    }
+
+    fn copy_file_range(
+        &self,
+        _req: &Request,
+        ino_in: INodeNo,
+        fh_in: FileHandle,
+        offset_in: u64,
+        _ino_out: INodeNo,
+        fh_out: FileHandle,
+        offset_out: u64,
+        len: u64,
+        flags: CopyFileRangeFlags,
+        reply: ReplyWrite,
+    ) {
+        let plan = self.plan_ino(Op::CopyFileRange, ino_in.0);
+        self.serve(Op::CopyFileRange, plan, move |fs, plan| {
+            let r = plan.check().and_then(|()| {
+                let (a, b) = (fs.handle(fh_in.0)?, fs.handle(fh_out.0)?);
+                sys::copy_file_range(
+                    a.fd.as_fd(),
+                    offset_in,
+                    b.fd.as_fd(),
+                    offset_out,
+                    len,
+                    flags.bits() as u32,
+                )
+            });
+            answer!(r, reply, |n| reply.written(n as u32))
+        });
+    }
+}

@@ -1,0 +1,251 @@
+//! # faultline-sidecar
+//!
+//! A FUSE passthrough of `--source` mounted at `--mountpoint`, injecting I/O faults that are
+//! changed live over JSON-RPC 2.0 (DESIGN.md §4). It runs next to an application in a pod (the
+//! webhook injects it, §7) or standalone on any Linux host.
+//!
+//! ```text
+//! faultline-sidecar --source /data-src --mountpoint /data [--rpc-listen 127.0.0.1:65533]
+//!                   [--rpc-socket PATH] [--rules rules.json] [--seed N] [--metrics-listen ADDR]
+//! faultline-sidecar probe [--rpc-listen 127.0.0.1:65533]      # exit 0 when the mount is live
+//! ```
+//!
+//! ## Layout
+//! - [`sys`]: `*at` syscall wrappers on `O_PATH` descriptors, returning `Result<T, Errno>`.
+//! - [`inode`]: node ids ⇄ source `(dev, ino)` with kernel lookup counts and `forget`.
+//! - [`fs`]: the `fuser::Filesystem` — thin op shells over helpers; the fault [`inject::Plan`] of
+//!   each op is applied around the helper (delay on a delay thread, errno, attribute override,
+//!   data corruption).
+//! - [`inject`]: one [`inject::Injector`] per rule type (latency, fault, attrOverride, mistake).
+//! - [`rules`]: the immutable rule snapshot (arc-swap), generations, ttl reaper, hit counts.
+//! - [`rpc`]: jsonrpsee methods, `GET /ready`, `GET /metrics`.
+//! - [`mount`]: stale/busy mountpoint handling, the multi-threaded session, clean unmount.
+//!
+//! ## Rules
+//! `{"id"?, "type": "latency|fault|attrOverride|mistake", "path"?: glob relative to the mount root
+//! (`**` crosses directories, `*` does not), "methods"?: [..], "percent"?: 0..100, "latency"?,
+//! "faults"?: [{"errno", "weight"}], "attr"?: {..}, "mistake"?: {"filling", "maxOccurrences",
+//! "maxLength"}, "ttl"?}` — the types, validation and glob semantics come from
+//! `faultline_api::iorule`, shared with the webhook and the controller.
+//!
+//! ## Caching
+//! Inodes no rule can touch are cached by the kernel (entry/attr TTL, `KEEP_CACHE`), so reads
+//! of them run at page-cache speed. Files a read-affecting rule matches are opened `direct_io`;
+//! when a rule arrives, the kernel's data, attributes and dentries of matching known inodes are
+//! invalidated before the RPC returns; reads through handles opened earlier invalidate what
+//! they bring into the cache. So a 100 % read fault is never hidden by the page cache. See
+//! `docs/sidecar.md` for the trade-offs.
+
+pub mod fs;
+pub mod inject;
+pub mod inode;
+pub mod metrics;
+pub mod mount;
+pub mod rpc;
+pub mod rules;
+pub mod sys;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use faultline_api::iorule::IoRule;
+use serde_json::{Value, json};
+
+use crate::fs::{FsOptions, Inner, PassthroughFs, Shutdown};
+use crate::metrics::Metrics;
+use crate::rules::RuleStore;
+
+/// Everything `run` needs (the binary's flags).
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub source: PathBuf,
+    pub mountpoint: PathBuf,
+    pub rpc_listen: Option<SocketAddr>,
+    pub rpc_socket: Option<PathBuf>,
+    pub metrics_listen: Option<SocketAddr>,
+    pub rules_file: Option<PathBuf>,
+    pub seed: Option<u64>,
+    pub threads: usize,
+    pub ttl: Duration,
+    /// How long an unmount may take at shutdown before the connection is aborted.
+    pub unmount_timeout: Duration,
+}
+
+/// Shared state of the RPC side.
+pub struct App {
+    pub rules: Arc<RuleStore>,
+    pub metrics: Arc<Metrics>,
+    pub source: PathBuf,
+    pub mountpoint: PathBuf,
+    pub mounted: AtomicBool,
+    pub shutdown: Arc<Shutdown>,
+    pub fs: OnceLock<Arc<Inner>>,
+    pub started: Instant,
+}
+
+impl App {
+    /// Ok when the FUSE mount is up and answering (a `statfs` through it reaches us).
+    pub fn mount_live(&self) -> Result<(), String> {
+        if self.shutdown.is_set() {
+            return Err("shutting down".into());
+        }
+        if !self.mounted.load(Ordering::Acquire) {
+            return Err("not mounted".into());
+        }
+        let c = std::ffi::CString::new(self.mountpoint.as_os_str().as_encoded_bytes())
+            .map_err(|e| e.to_string())?;
+        match sys::statfs_type(&c) {
+            Ok(t) if t == sys::FUSE_SUPER_MAGIC => Ok(()),
+            Ok(t) => Err(format!(
+                "{} is not a FUSE mount (f_type {t:#x})",
+                self.mountpoint.display()
+            )),
+            Err(e) => Err(format!("statfs({}): {e:?}", self.mountpoint.display())),
+        }
+    }
+
+    pub fn status(&self) -> Value {
+        let fs = self.fs.get();
+        json!({
+            "mounted": self.mounted.load(Ordering::Acquire),
+            "ready": self.mounted.load(Ordering::Acquire) && !self.shutdown.is_set(),
+            "source": self.source,
+            "mountpoint": self.mountpoint,
+            "generation": self.rules.generation(),
+            "rules": self.rules.snapshot().rules.len(),
+            "ops": rpc::op_counts(self),
+            "inodes": fs.map(|f| f.inodes.len()).unwrap_or(0),
+            "openHandles": fs.map(|f| f.open_handles()).unwrap_or(0),
+            "delayedOps": fs.map(|f| f.delayed.load(Ordering::Relaxed)).unwrap_or(0),
+            "uptimeSeconds": self.started.elapsed().as_secs(),
+        })
+    }
+}
+
+/// Reads a rules file: a JSON array of rules, or `{"rules": [...]}`.
+pub fn load_rules_file(path: &std::path::Path) -> anyhow::Result<Vec<IoRule>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("read rules file {}", path.display()))?;
+    let value: Value = serde_json::from_str(&text)
+        .with_context(|| format!("parse rules file {} as JSON", path.display()))?;
+    let list = match value {
+        Value::Object(mut m) => m.remove("rules").unwrap_or(Value::Array(vec![])),
+        other => other,
+    };
+    serde_path_to_error::deserialize(list).map_err(|e| {
+        anyhow::anyhow!(
+            "rules file {}: rules{}: {}",
+            path.display(),
+            e.path(),
+            e.inner()
+        )
+    })
+}
+
+async fn wait_for_signal() -> anyhow::Result<&'static str> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("install SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("install SIGINT handler")?;
+    Ok(tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    })
+}
+
+/// Mounts, serves RPC, and runs until SIGTERM/SIGINT (or until the mount disappears).
+pub fn run(cfg: Config) -> anyhow::Result<()> {
+    let metrics = Arc::new(Metrics::new());
+    let rules = Arc::new(RuleStore::new(cfg.seed, metrics.clone()));
+    if let Some(path) = &cfg.rules_file {
+        let specs = load_rules_file(path)?;
+        let n = specs.len();
+        rules
+            .set(specs)
+            .map_err(|e| anyhow::anyhow!("rules file {}: {e}", path.display()))?;
+        tracing::info!(rules = n, file = %path.display(), "initial rules loaded");
+    }
+    let reaper = rules.spawn_reaper().context("spawn ttl reaper thread")?;
+    let shutdown = Arc::new(Shutdown::default());
+    let source = std::fs::canonicalize(&cfg.source)
+        .with_context(|| format!("source directory {}", cfg.source.display()))?;
+    // Absolute, but not canonicalised: a stale mount there would fail the lookup with ENOTCONN.
+    let cfg = Config {
+        mountpoint: std::path::absolute(&cfg.mountpoint)
+            .with_context(|| format!("mountpoint {}", cfg.mountpoint.display()))?,
+        ..cfg
+    };
+    let fs = PassthroughFs::new(
+        &source,
+        rules.clone(),
+        metrics.clone(),
+        shutdown.clone(),
+        FsOptions { ttl: cfg.ttl },
+    )?;
+    let app = Arc::new(App {
+        rules: rules.clone(),
+        metrics,
+        source: source.clone(),
+        mountpoint: cfg.mountpoint.clone(),
+        mounted: AtomicBool::new(false),
+        shutdown: shutdown.clone(),
+        fs: OnceLock::new(),
+        started: Instant::now(),
+    });
+    let _ = app.fs.set(fs.inner().clone());
+
+    let prepared = mount::prepare_mountpoint(&cfg.mountpoint)?;
+    if prepared == mount::Prepared::StaleDetached {
+        tracing::info!(mountpoint = %cfg.mountpoint.display(), "replaced a stale mount");
+    }
+    let mounted = mount::mount(fs, &source, &cfg.mountpoint, cfg.threads)?;
+    app.mounted.store(true, Ordering::Release);
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("rpc")
+        .build()
+        .context("start tokio runtime")?;
+    let outcome: anyhow::Result<()> = rt.block_on(async {
+        let server = rpc::start(app.clone(), cfg.rpc_listen, cfg.rpc_socket.clone()).await?;
+        let metrics_task = match cfg.metrics_listen {
+            Some(addr) => Some(rpc::start_metrics(app.clone(), addr).await?),
+            None => None,
+        };
+        let mut tick = tokio::time::interval(Duration::from_millis(200));
+        let result = loop {
+            tokio::select! {
+                sig = wait_for_signal() => {
+                    let sig = sig?;
+                    tracing::info!(signal = sig, "shutting down");
+                    break Ok(());
+                }
+                _ = tick.tick() => {
+                    if mounted.session_ended() {
+                        break Err(anyhow::anyhow!("the FUSE session ended (unmounted from outside?)"));
+                    }
+                }
+            }
+        };
+        server.stop().await;
+        if let Some(t) = metrics_task {
+            t.abort();
+        }
+        result
+    });
+    app.mounted.store(false, Ordering::Release);
+    shutdown.trigger();
+    let unmounted = mounted.unmount(cfg.unmount_timeout);
+    rules.stop_reaper();
+    let _ = reaper.join();
+    if let Some(sock) = &cfg.rpc_socket {
+        let _ = std::fs::remove_file(sock);
+    }
+    rt.shutdown_timeout(Duration::from_millis(200));
+    outcome?;
+    unmounted.with_context(|| format!("unmount {}", cfg.mountpoint.display()))
+}

@@ -1,0 +1,184 @@
+//! Prometheus metrics and the per-op counters `status()` reports.
+//!
+//! The hot path touches only pre-resolved handles: one counter and one histogram per op are
+//! looked up once at start, so recording an op is two atomic adds and a histogram observe.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::inject::Op;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OpLabels {
+    op: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FaultLabels {
+    rule: String,
+    kind: &'static str,
+}
+
+fn op_histogram() -> Histogram {
+    // 10 µs .. ~10 s
+    Histogram::new(exponential_buckets(0.000_01, 4.0, 11))
+}
+
+pub struct Metrics {
+    registry: Registry,
+    ops: Vec<Counter>,
+    errors: Vec<Counter>,
+    latency: Vec<Histogram>,
+    faults: Family<FaultLabels, Counter>,
+    pub rules: Gauge,
+    pub generation: Gauge,
+    counts: Vec<AtomicU64>,
+    error_counts: Vec<AtomicU64>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("faultline_sidecar");
+        let ops_family = Family::<OpLabels, Counter>::default();
+        let errors_family = Family::<OpLabels, Counter>::default();
+        let latency_family =
+            Family::<OpLabels, Histogram, fn() -> Histogram>::new_with_constructor(op_histogram);
+        let faults = Family::<FaultLabels, Counter>::default();
+        let rules = Gauge::default();
+        let generation = Gauge::default();
+        registry.register("ops", "FUSE operations served", ops_family.clone());
+        registry.register(
+            "op_errors",
+            "FUSE operations answered with an error",
+            errors_family.clone(),
+        );
+        registry.register(
+            "op_duration_seconds",
+            "Time to serve a FUSE operation, injected delays included",
+            latency_family.clone(),
+        );
+        registry.register(
+            "faults_injected",
+            "Rule hits by rule id and type",
+            faults.clone(),
+        );
+        registry.register("rules", "Rules loaded", rules.clone());
+        registry.register("rules_generation", "Rule generation", generation.clone());
+        let labels = |op: Op| OpLabels { op: op.name() };
+        Self {
+            ops: Op::ALL
+                .iter()
+                .map(|op| ops_family.get_or_create_owned(&labels(*op)))
+                .collect(),
+            errors: Op::ALL
+                .iter()
+                .map(|op| errors_family.get_or_create_owned(&labels(*op)))
+                .collect(),
+            latency: Op::ALL
+                .iter()
+                .map(|op| latency_family.get_or_create_owned(&labels(*op)))
+                .collect(),
+            counts: Op::ALL.iter().map(|_| AtomicU64::new(0)).collect(),
+            error_counts: Op::ALL.iter().map(|_| AtomicU64::new(0)).collect(),
+            registry,
+            faults,
+            rules,
+            generation,
+        }
+    }
+
+    pub fn record(&self, op: Op, elapsed: Duration, failed: bool) {
+        let i = op.index();
+        self.counts[i].fetch_add(1, Ordering::Relaxed);
+        self.ops[i].inc();
+        self.latency[i].observe(elapsed.as_secs_f64());
+        if failed {
+            self.error_counts[i].fetch_add(1, Ordering::Relaxed);
+            self.errors[i].inc();
+        }
+    }
+
+    pub fn fault(&self, rule: &str, kind: &'static str) {
+        self.faults
+            .get_or_create(&FaultLabels {
+                rule: rule.to_string(),
+                kind,
+            })
+            .inc();
+    }
+
+    /// (op name, count, errors) for every op seen at least once.
+    pub fn op_counts(&self) -> Vec<(&'static str, u64, u64)> {
+        Op::ALL
+            .iter()
+            .map(|op| {
+                (
+                    op.name(),
+                    self.counts[op.index()].load(Ordering::Relaxed),
+                    self.error_counts[op.index()].load(Ordering::Relaxed),
+                )
+            })
+            .filter(|(_, n, _)| *n > 0)
+            .collect()
+    }
+
+    pub fn count(&self, op: Op) -> u64 {
+        self.counts[op.index()].load(Ordering::Relaxed)
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_and_encodes() {
+        let m = Metrics::new();
+        m.record(Op::Read, Duration::from_micros(50), false);
+        m.record(Op::Read, Duration::from_micros(50), true);
+        m.fault("r1", "fault");
+        assert_eq!(m.count(Op::Read), 2);
+        assert_eq!(m.op_counts(), vec![("read", 2, 1)]);
+        let text = m.encode();
+        assert!(
+            text.contains("faultline_sidecar_ops_total{op=\"read\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("faultline_sidecar_faults_injected_total{rule=\"r1\",kind=\"fault\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("faultline_sidecar_op_duration_seconds_count{op=\"read\"} 2"),
+            "{text}"
+        );
+    }
+}
