@@ -85,22 +85,28 @@ pub fn prepare_mountpoint(mountpoint: &Path) -> Result<Prepared, MountError> {
         return Err(MountError::DevFuseMissing);
     }
     let mut prepared = Prepared::Clean;
-    match std::fs::metadata(mountpoint) {
-        Ok(_) => {}
-        Err(err) if err.raw_os_error() == Some(libc::ENOTCONN) => {
-            tracing::warn!(mountpoint = %mountpoint.display(), "stale FUSE mount (ENOTCONN): detaching it");
-            umount2(mountpoint, libc::MNT_DETACH).map_err(|source| MountError::Stale {
-                path: mountpoint.into(),
-                source,
-            })?;
-            prepared = Prepared::StaleDetached;
+    let c =
+        CString::new(mountpoint.as_os_str().as_bytes()).map_err(|e| MountError::Mountpoint {
+            path: mountpoint.into(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, e),
+        })?;
+    // statfs always reaches the FUSE server (stat may be answered from cached attributes), so
+    // it is what reveals a dead connection. Stacked stale mounts are peeled one by one.
+    for _ in 0..8 {
+        let dead = match sys::statfs_type(&c) {
+            Err(e) => e.code() == libc::ENOTCONN,
+            Ok(_) => std::fs::metadata(mountpoint)
+                .is_err_and(|e| e.raw_os_error() == Some(libc::ENOTCONN)),
+        };
+        if !dead {
+            break;
         }
-        Err(source) => {
-            return Err(MountError::Mountpoint {
-                path: mountpoint.into(),
-                source,
-            });
-        }
+        tracing::warn!(mountpoint = %mountpoint.display(), "stale FUSE mount (ENOTCONN): detaching it");
+        umount2(mountpoint, libc::MNT_DETACH).map_err(|source| MountError::Stale {
+            path: mountpoint.into(),
+            source,
+        })?;
+        prepared = Prepared::StaleDetached;
     }
     let meta = std::fs::metadata(mountpoint).map_err(|source| MountError::Mountpoint {
         path: mountpoint.into(),

@@ -1,0 +1,154 @@
+//! The JSON-RPC contract of DESIGN.md §4 against the real binary: methods, generations, hit
+//! counts, -32602 with the field named, WebSocket on the same port, /ready and /metrics.
+
+mod common;
+
+use std::time::Instant;
+
+use common::Sidecar;
+use serde_json::json;
+
+#[test]
+fn methods_generations_and_listing() {
+    require_fuse!();
+    let sc = Sidecar::start(21);
+    assert_eq!(sc.call("rules.list", json!({}))["generation"], 0);
+    let g = sc.set_rules(json!([
+        {"id": "lat", "type": "latency", "path": "nope/**", "latency": "1ms"},
+        {"type": "fault", "methods": ["mkdir"], "path": "blocked", "faults": [{"errno": 28}]},
+    ]));
+    assert_eq!(g, 1);
+    let added = sc.call("rules.add", json!({"rule": {"id": "x", "type": "attrOverride", "path": "nothing", "attr": {"size": 1}}}));
+    assert_eq!(added, json!({"id": "x", "generation": 2}));
+    assert_eq!(
+        common::errno(std::fs::create_dir(sc.m("blocked"))),
+        Some(libc::ENOSPC)
+    );
+    let list = sc.call("rules.list", json!({}));
+    let rules = list["rules"].as_array().unwrap();
+    assert_eq!(rules.len(), 3);
+    assert_eq!(rules[0]["id"], "lat");
+    assert_eq!(rules[1]["hits"], 1, "mkdir fault counted");
+    assert_eq!(rules[1]["rule"]["type"], "fault");
+    assert_eq!(
+        sc.call("rules.remove", json!({"id": "x"})),
+        json!({"generation": 3})
+    );
+    assert_eq!(sc.call("rules.clear", json!({})), json!({"generation": 4}));
+    let status = sc.call("status", json!({}));
+    assert_eq!(status["generation"], 4);
+    assert_eq!(status["mounted"], true);
+    assert_eq!(status["source"], sc.source.to_str().unwrap());
+    assert_eq!(status["ops"]["mkdir"]["errors"], 1);
+}
+
+#[test]
+fn invalid_params_name_the_field() {
+    require_fuse!();
+    let sc = Sidecar::start(22);
+    let cases = [
+        (
+            "rules.set",
+            json!({"rules": [{"type": "latency", "latency": "5ms"}, {"type": "latency", "latency": "soon"}]}),
+            "rules[1].latency",
+        ),
+        (
+            "rules.set",
+            json!({"rules": [{"type": "bogus"}]}),
+            "rules[0].type",
+        ),
+        ("rules.set", json!({}), "rules"),
+        ("rules.set", json!({"rules": 3}), "rules"),
+        (
+            "rules.add",
+            json!({"rule": {"type": "fault", "faults": [{"errno": 9999}]}}),
+            "rule.faults[0].errno",
+        ),
+        (
+            "rules.add",
+            json!({"rule": {"type": "fault", "methods": ["frob"], "faults": [{"errno": 5}]}}),
+            "rule.methods[0]",
+        ),
+        (
+            "rules.add",
+            json!({"rule": {"type": "latency", "latency": "1ms", "percent": 101}}),
+            "rule.percent",
+        ),
+        ("rules.remove", json!({"id": "missing"}), "id"),
+        ("rules.remove", json!({"id": 5}), "id"),
+    ];
+    for (method, params, field) in cases {
+        let v = sc.rpc(method, params.clone());
+        assert_eq!(v["error"]["code"], -32602, "{method} {params}: {v}");
+        assert_eq!(v["error"]["data"]["field"], field, "{method} {params}: {v}");
+    }
+    assert_eq!(
+        sc.call("rules.list", json!({}))["generation"],
+        0,
+        "refused changes change nothing"
+    );
+    let v = sc.rpc("no.such.method", json!({}));
+    assert_eq!(v["error"]["code"], -32601);
+}
+
+#[test]
+fn websocket_on_the_same_port_and_round_trip() {
+    require_fuse!();
+    let sc = Sidecar::start(23);
+    std::fs::write(sc.s("f"), b"x").unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use jsonrpsee::core::client::ClientT;
+        use jsonrpsee::core::params::ObjectParams;
+        let ws = jsonrpsee::ws_client::WsClientBuilder::default()
+            .build(format!("ws://{}/", sc.addr))
+            .await
+            .expect("websocket connect");
+        let mut p = ObjectParams::new();
+        p.insert(
+            "rule",
+            json!({"type": "fault", "path": "f", "methods": ["open"], "faults": [{"errno": 5}]}),
+        )
+        .unwrap();
+        let r: serde_json::Value = ws.request("rules.add", p).await.expect("rules.add over ws");
+        assert_eq!(r["generation"], 1);
+        // Round trip: the next op sees the rule.
+        let t = Instant::now();
+        assert_eq!(
+            common::errno(std::fs::File::open(sc.m("f"))),
+            Some(libc::EIO)
+        );
+        assert!(t.elapsed().as_millis() < 100);
+        let r: serde_json::Value = ws
+            .request("rules.clear", jsonrpsee::rpc_params![])
+            .await
+            .expect("rules.clear over ws");
+        assert_eq!(r["generation"], 2);
+    });
+    assert!(std::fs::File::open(sc.m("f")).is_ok());
+}
+
+#[test]
+fn ready_and_metrics_endpoints() {
+    require_fuse!();
+    let sc = Sidecar::start(24);
+    std::fs::write(sc.s("f"), b"x").unwrap();
+    sc.set_rules(json!([{"id": "r", "type": "fault", "path": "f", "methods": ["open"], "faults": [{"errno": 5}]}]));
+    let _ = std::fs::File::open(sc.m("f"));
+    let (code, body) = common::http_get(sc.addr, "/ready").unwrap();
+    assert_eq!((code, body.trim()), (200, "ready"));
+    let (code, metrics) = common::http_get(sc.addr, "/metrics").unwrap();
+    assert_eq!(code, 200);
+    for needle in [
+        "faultline_sidecar_ops_total{op=\"open\"}",
+        "faultline_sidecar_op_errors_total{op=\"open\"} 1",
+        "faultline_sidecar_faults_injected_total{rule=\"r\",kind=\"fault\"} 1",
+        "faultline_sidecar_op_duration_seconds_bucket",
+        "faultline_sidecar_rules_generation 1",
+    ] {
+        assert!(metrics.contains(needle), "missing {needle} in\n{metrics}");
+    }
+}
