@@ -78,7 +78,7 @@ fn deny_one(response: AdmissionResponse, kind: String, d: Denial) -> Verdict {
 /// Parses the object of the request as the chaos kind it claims to be.
 fn parse(
     review: &Review,
-    object: Option<&serde_json::Value>,
+    object: Option<&serde_json::value::RawValue>,
     field: &str,
 ) -> Result<AnyChaos, Denial> {
     let Some(object) = object else {
@@ -88,7 +88,9 @@ fn parse(
             "is missing",
         ));
     };
-    AnyChaos::from_value(&review.request.kind.kind, object.clone()).map_err(|e| match e {
+    let value: serde_json::Value = serde_json::from_str(object.get())
+        .map_err(|e| denial(format!("request.{field}"), "malformed", e.to_string()))?;
+    AnyChaos::from_value(&review.request.kind.kind, value).map_err(|e| match e {
         faultline_api::ParseError::UnknownKind(_) => {
             denial("request.kind", "unknown-kind", e.to_string())
         }
@@ -289,7 +291,7 @@ pub fn validate(review: &Review, policy: &Policy, namespaces: &dyn NamespaceLabe
         Operation::Update => return validate_update(review, response, kind),
         Operation::Delete | Operation::Connect => return Verdict::allowed(response, kind),
     }
-    let chaos = match parse(review, review.object.as_ref(), "object") {
+    let chaos = match parse(review, review.object.as_deref(), "object") {
         Ok(c) => c,
         Err(d) => return deny_one(response, kind, d),
     };
@@ -341,11 +343,11 @@ pub fn validate(review: &Review, policy: &Policy, namespaces: &dyn NamespaceLabe
 }
 
 fn validate_update(review: &Review, response: AdmissionResponse, kind: String) -> Verdict {
-    let chaos = match parse(review, review.object.as_ref(), "object") {
+    let chaos = match parse(review, review.object.as_deref(), "object") {
         Ok(c) => c,
         Err(d) => return deny_one(response, kind, d),
     };
-    let old = match parse(review, review.old_object.as_ref(), "oldObject") {
+    let old = match parse(review, review.old_object.as_deref(), "oldObject") {
         Ok(c) => c,
         Err(d) => return deny_one(response, kind, d),
     };
@@ -385,7 +387,7 @@ pub fn default(review: &Review) -> Verdict {
     if req.operation != Operation::Create {
         return Verdict::allowed(response, kind);
     }
-    let chaos = match parse(review, review.object.as_ref(), "object") {
+    let chaos = match parse(review, review.object.as_deref(), "object") {
         Ok(c) => c,
         Err(d) => return deny_one(response, kind, d),
     };
@@ -404,14 +406,14 @@ pub fn default(review: &Review) -> Verdict {
     }
     // The typed round trip may serialize differently from what was sent (an omitted empty
     // object, say): make sure the patch applies to the object as received, else diff that.
-    if let Some(raw) = review.object.as_ref() {
+    if let Some(raw) = review.object_value() {
         let mut probe = raw.clone();
         if json_patch::patch(&mut probe, &patch).is_err() {
             let mut target = raw.clone();
             if let (Some(t), Some(spec)) = (target.as_object_mut(), after.get("spec")) {
                 t.insert("spec".to_owned(), spec.clone());
             }
-            patch = crate::patch::diff(raw, &target);
+            patch = crate::patch::diff(&raw, &target);
         }
     }
     match response.with_patch(patch) {

@@ -18,9 +18,29 @@ use serde_json::{Map, Value};
 /// The patch that turns `left` into `right`.
 pub fn diff(left: &Value, right: &Value) -> Patch {
     let mut patch = Patch(Vec::new());
-    let mut pointer = PointerBuf::root();
-    diff_value(left, right, &mut pointer, &mut patch.0);
+    diff_at(left, right, PointerBuf::root(), &mut patch);
     patch
+}
+
+/// Appends to `patch` the operations turning `left` into `right`, both found at `pointer`.
+/// Below the root, `null` stands for an absent member: absent → value is an `add`,
+/// value → absent a `remove`.
+pub fn diff_at(left: &Value, right: &Value, mut pointer: PointerBuf, patch: &mut Patch) {
+    if pointer.is_root() {
+        diff_value(left, right, &mut pointer, &mut patch.0);
+        return;
+    }
+    match (left, right) {
+        (Value::Null, Value::Null) => {}
+        (Value::Null, _) => patch.0.push(PatchOperation::Add(AddOperation {
+            path: pointer,
+            value: right.clone(),
+        })),
+        (_, Value::Null) => patch
+            .0
+            .push(PatchOperation::Remove(RemoveOperation { path: pointer })),
+        _ => diff_value(left, right, &mut pointer, &mut patch.0),
+    }
 }
 
 fn diff_value(

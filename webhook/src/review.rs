@@ -1,27 +1,40 @@
 //! Decoding `admission.k8s.io/v1` AdmissionReview bodies and encoding the answers.
 //!
-//! The body is parsed once into a [`serde_json::Value`]; the request envelope (uid, kind,
-//! operation, userInfo, ...) becomes a kube [`AdmissionRequest`] and the `object` / `oldObject`
-//! stay JSON values, so each endpoint deserializes them once into the type it needs (a typed
-//! `Pod`, a chaos object) with errors that carry the JSON path of the bad field.
+//! The body is parsed once: the envelope (uid, kind, operation, userInfo, ...) becomes a kube
+//! [`AdmissionRequest`], while `object` / `oldObject` are kept as raw JSON text
+//! ([`RawValue`]), so each endpoint deserializes them once, straight into the type it needs
+//! (a typed `Pod`, a chaos object), with errors that carry the JSON path of the bad field.
 //!
 //! Everything that is not a v1 AdmissionReview with a `request` is a [`DecodeError`], answered
 //! with HTTP 400 and a JSON error body; once the request (and so its uid) is known, every
 //! problem becomes an admission denial instead.
 
-use kube::core::admission::{AdmissionRequest, AdmissionResponse, META_API_VERSION_V1, META_KIND};
-use kube::core::{DynamicObject, TypeMeta};
+use kube::core::admission::{
+    AdmissionRequest, AdmissionResponse, META_API_VERSION_V1, META_KIND, Operation,
+};
+use kube::core::{DynamicObject, GroupVersionKind, GroupVersionResource, TypeMeta};
+use serde::Deserialize;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 /// A decoded AdmissionReview request.
 #[derive(Debug, Clone)]
 pub struct Review {
     /// The request envelope; its `object` and `old_object` are always `None`: see below.
     pub request: AdmissionRequest<DynamicObject>,
-    /// `request.object` (absent or `null` → `None`).
-    pub object: Option<Value>,
-    /// `request.oldObject` (absent or `null` → `None`).
-    pub old_object: Option<Value>,
+    /// `request.object` as raw JSON (absent or `null` → `None`).
+    pub object: Option<Box<RawValue>>,
+    /// `request.oldObject` as raw JSON (absent or `null` → `None`).
+    pub old_object: Option<Box<RawValue>>,
+}
+
+impl Review {
+    /// `request.object` parsed as a JSON value.
+    pub fn object_value(&self) -> Option<Value> {
+        self.object
+            .as_deref()
+            .and_then(|raw| serde_json::from_str(raw.get()).ok())
+    }
 }
 
 /// Why a body is not an AdmissionReview we can answer.
@@ -55,11 +68,11 @@ pub enum DecodeError {
     },
 }
 
-fn describe(value: Option<&Value>) -> String {
-    match value {
+fn describe(raw: Option<&RawValue>) -> String {
+    match raw {
         None => "nothing".to_owned(),
         Some(v) => {
-            let mut s = v.to_string();
+            let mut s = v.get().to_owned();
             if s.len() > 80 {
                 let mut cut = 77;
                 while !s.is_char_boundary(cut) {
@@ -73,42 +86,125 @@ fn describe(value: Option<&Value>) -> String {
     }
 }
 
+/// Whether `raw` is the JSON string `want` (fast path on the common spelling).
+fn is_string(raw: Option<&RawValue>, want: &str) -> bool {
+    let Some(raw) = raw else {
+        return false;
+    };
+    let text = raw.get();
+    if text.len() == want.len() + 2 && text.starts_with('"') && &text[1..text.len() - 1] == want {
+        return true;
+    }
+    serde_json::from_str::<&str>(text).is_ok_and(|s| s == want)
+        || serde_json::from_str::<String>(text).is_ok_and(|s| s == want)
+}
+
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(rename = "apiVersion", borrow, default)]
+    api_version: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    kind: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    request: Option<&'a RawValue>,
+}
+
+/// `AdmissionRequest` with the objects left raw; field rules as in kube-core.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireRequest<'a> {
+    uid: String,
+    kind: GroupVersionKind,
+    resource: GroupVersionResource,
+    #[serde(default)]
+    sub_resource: Option<String>,
+    #[serde(default)]
+    request_kind: Option<GroupVersionKind>,
+    #[serde(default)]
+    request_resource: Option<GroupVersionResource>,
+    #[serde(default)]
+    request_sub_resource: Option<String>,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    namespace: Option<String>,
+    operation: Operation,
+    user_info: k8s_openapi::api::authentication::v1::UserInfo,
+    #[serde(borrow, default)]
+    object: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    old_object: Option<&'a RawValue>,
+    #[serde(default)]
+    dry_run: bool,
+    #[serde(default)]
+    options: Option<k8s_openapi::apimachinery::pkg::runtime::RawExtension>,
+}
+
+fn not_null(raw: Option<&RawValue>) -> Option<Box<RawValue>> {
+    raw.filter(|r| r.get() != "null").map(ToOwned::to_owned)
+}
+
 /// Decodes an AdmissionReview body.
 pub fn decode(body: &[u8]) -> Result<Review, DecodeError> {
-    let value: Value = serde_json::from_slice(body).map_err(DecodeError::NotJson)?;
-    let Value::Object(mut review) = value else {
-        return Err(DecodeError::NotObject);
-    };
-    match review.get("apiVersion") {
-        Some(Value::String(v)) if v == META_API_VERSION_V1 => {}
-        other => return Err(DecodeError::ApiVersion(describe(other))),
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(
+            match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+                Ok(_) => DecodeError::NotObject,
+                Err(e) => DecodeError::NotJson(e),
+            },
+        );
     }
-    match review.get("kind") {
-        Some(Value::String(k)) if k == META_KIND => {}
-        other => return Err(DecodeError::Kind(describe(other))),
-    }
-    let mut request = match review.remove("request") {
-        Some(Value::Object(request)) => request,
-        None | Some(Value::Null) => return Err(DecodeError::NoRequest),
-        Some(other) => return Err(DecodeError::RequestNotObject(describe(Some(&other)))),
+    let envelope: Envelope<'_> = match serde_json::from_slice(body) {
+        Ok(e) => e,
+        // Valid JSON of another shape (an array, a number) or invalid JSON?
+        Err(e) if e.is_data() => return Err(DecodeError::NotObject),
+        Err(e) => return Err(DecodeError::NotJson(e)),
     };
-    let object = request.remove("object").filter(|v| !v.is_null());
-    let old_object = request.remove("oldObject").filter(|v| !v.is_null());
-    let mut request: AdmissionRequest<DynamicObject> =
-        serde_path_to_error::deserialize(Value::Object(request)).map_err(|e| {
-            DecodeError::Request {
-                path: e.path().to_string(),
-                message: e.inner().to_string(),
-            }
+    if !is_string(envelope.api_version, META_API_VERSION_V1) {
+        return Err(DecodeError::ApiVersion(describe(envelope.api_version)));
+    }
+    if !is_string(envelope.kind, META_KIND) {
+        return Err(DecodeError::Kind(describe(envelope.kind)));
+    }
+    let request = match envelope.request {
+        None => return Err(DecodeError::NoRequest),
+        Some(r) if r.get() == "null" => return Err(DecodeError::NoRequest),
+        Some(r) if !r.get().starts_with('{') => {
+            return Err(DecodeError::RequestNotObject(describe(Some(r))));
+        }
+        Some(r) => r,
+    };
+    let mut de = serde_json::Deserializer::from_str(request.get());
+    let wire: WireRequest<'_> =
+        serde_path_to_error::deserialize(&mut de).map_err(|e| DecodeError::Request {
+            path: e.path().to_string(),
+            message: e.inner().to_string(),
         })?;
-    request.types = TypeMeta {
-        api_version: META_API_VERSION_V1.to_owned(),
-        kind: META_KIND.to_owned(),
+    let request = AdmissionRequest {
+        types: TypeMeta {
+            api_version: META_API_VERSION_V1.to_owned(),
+            kind: META_KIND.to_owned(),
+        },
+        uid: wire.uid,
+        kind: wire.kind,
+        resource: wire.resource,
+        sub_resource: wire.sub_resource,
+        request_kind: wire.request_kind,
+        request_resource: wire.request_resource,
+        request_sub_resource: wire.request_sub_resource,
+        name: wire.name,
+        namespace: wire.namespace,
+        operation: wire.operation,
+        user_info: wire.user_info,
+        object: None,
+        old_object: None,
+        dry_run: wire.dry_run,
+        options: wire.options,
     };
     Ok(Review {
         request,
-        object,
-        old_object,
+        object: not_null(wire.object),
+        old_object: not_null(wire.old_object),
     })
 }
 
