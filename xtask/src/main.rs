@@ -19,23 +19,63 @@ struct SystemTool {
 }
 
 const TEST_TOOLS: &[SystemTool] = &[
-    SystemTool { binary: "protoc", package: "protobuf-compiler", why: "building containerd-client" },
-    SystemTool { binary: "fusermount3", package: "fuse3", why: "FUSE mounts of the sidecar" },
-    SystemTool { binary: "containerd", package: "containerd", why: "container tests of the daemon" },
-    SystemTool { binary: "runc", package: "runc", why: "container tests of the daemon" },
-    SystemTool { binary: "stress-ng", package: "stress-ng", why: "stress tests" },
-    SystemTool { binary: "ip", package: "iproute2", why: "network namespace and tc tests" },
-    SystemTool { binary: "fio", package: "fio", why: "sidecar benchmarks and I/O tests" },
+    SystemTool {
+        binary: "protoc",
+        package: "protobuf-compiler",
+        why: "building containerd-client",
+    },
+    SystemTool {
+        binary: "fusermount3",
+        package: "fuse3",
+        why: "FUSE mounts of the sidecar",
+    },
+    SystemTool {
+        binary: "containerd",
+        package: "containerd",
+        why: "container tests of the daemon",
+    },
+    SystemTool {
+        binary: "runc",
+        package: "runc",
+        why: "container tests of the daemon",
+    },
+    SystemTool {
+        binary: "stress-ng",
+        package: "stress-ng",
+        why: "stress tests",
+    },
+    SystemTool {
+        binary: "ip",
+        package: "iproute2",
+        why: "network namespace and tc tests",
+    },
+    SystemTool {
+        binary: "fio",
+        package: "fio",
+        why: "sidecar benchmarks and I/O tests",
+    },
 ];
 
 const BENCH_TOOLS: &[SystemTool] = &[
-    SystemTool { binary: "fio", package: "fio", why: "sidecar benchmarks" },
-    SystemTool { binary: "hey", package: "hey", why: "webhook load generation" },
+    SystemTool {
+        binary: "fio",
+        package: "fio",
+        why: "sidecar benchmarks",
+    },
+    SystemTool {
+        binary: "hey",
+        package: "hey",
+        why: "webhook load generation",
+    },
 ];
 
 /// Cargo-installed tools: (binary, crate, version, why).
-const CARGO_TOOLS: &[(&str, &str, &str, &str)] =
-    &[("pjdfstest", "pjdfstest", "0.2.2", "the POSIX suite run against the sidecar's FUSE mount")];
+const CARGO_TOOLS: &[(&str, &str, &str, &str)] = &[(
+    "pjdfstest",
+    "pjdfstest",
+    "0.2.2",
+    "the POSIX suite run against the sidecar's FUSE mount",
+)];
 
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
@@ -69,7 +109,10 @@ fn usage() -> &'static str {
 }
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
 }
 
 fn cargo() -> Command {
@@ -80,15 +123,23 @@ fn cargo() -> Command {
 
 fn run(mut cmd: Command, what: &str) -> Result<(), String> {
     println!("xtask: {what}");
-    let status = cmd.status().map_err(|err| format!("{what}: cannot start: {err}"))?;
-    if status.success() { Ok(()) } else { Err(format!("{what}: failed ({status})")) }
+    let status = cmd
+        .status()
+        .map_err(|err| format!("{what}: cannot start: {err}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{what}: failed ({status})"))
+    }
 }
 
 fn on_path(binary: &str) -> bool {
     env::var_os("PATH")
         .map(|paths| env::split_paths(&paths).any(|dir| dir.join(binary).is_file()))
         .unwrap_or(false)
-        || ["/usr/sbin", "/sbin"].iter().any(|dir| Path::new(dir).join(binary).is_file())
+        || ["/usr/sbin", "/sbin"]
+            .iter()
+            .any(|dir| Path::new(dir).join(binary).is_file())
 }
 
 fn is_root() -> bool {
@@ -104,20 +155,34 @@ fn is_root() -> bool {
 fn install_system(tools: &[SystemTool]) -> Result<(), String> {
     let missing: Vec<&SystemTool> = tools.iter().filter(|t| !on_path(t.binary)).collect();
     if missing.is_empty() {
-        println!("xtask: system tools present: {}", tools.iter().map(|t| t.binary).collect::<Vec<_>>().join(", "));
+        println!(
+            "xtask: system tools present: {}",
+            tools
+                .iter()
+                .map(|t| t.binary)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
         return Ok(());
     }
     for tool in &missing {
-        println!("xtask: missing `{}` (package {}) for {}", tool.binary, tool.package, tool.why);
+        println!(
+            "xtask: missing `{}` (package {}) for {}",
+            tool.binary, tool.package, tool.why
+        );
     }
     if !is_root() || !on_path("apt-get") {
-        println!("xtask: not root or no apt-get: not installing; tests that need these tools will skip and say so");
+        println!(
+            "xtask: not root or no apt-get: not installing; tests that need these tools will skip and say so"
+        );
         return Ok(());
     }
     let mut packages: Vec<&str> = missing.iter().map(|t| t.package).collect();
     packages.dedup();
     let mut update = Command::new("apt-get");
-    update.args(["update", "-q"]).env("DEBIAN_FRONTEND", "noninteractive");
+    update
+        .args(["update", "-q"])
+        .env("DEBIAN_FRONTEND", "noninteractive");
     run(update, "apt-get update")?;
     let mut install = Command::new("apt-get");
     install
@@ -146,33 +211,55 @@ fn test(extra: &[String]) -> Result<(), String> {
     fmt.args(["fmt", "--all", "--", "--check"]);
     run(fmt, "cargo fmt --check")?;
     let mut clippy = cargo();
-    clippy.args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]);
+    clippy.args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]);
     run(clippy, "cargo clippy --workspace --all-targets -D warnings")?;
     let mut suite = cargo();
     if on_path("cargo-nextest") {
-        suite.args(["nextest", "run", "--workspace", "--no-fail-fast"]).args(extra);
+        suite
+            .args(["nextest", "run", "--workspace", "--no-fail-fast"])
+            .args(extra);
         run(suite, "cargo nextest run --workspace")?;
         // nextest does not run doctests.
         let mut doc = cargo();
         doc.args(["test", "--workspace", "--doc"]);
         run(doc, "cargo test --doc")
     } else {
-        suite.args(["test", "--workspace", "--no-fail-fast"]).args(extra);
+        suite
+            .args(["test", "--workspace", "--no-fail-fast"])
+            .args(extra);
         run(suite, "cargo test --workspace")
     }
 }
 
 fn crds() -> Result<(), String> {
     let mut cmd = cargo();
-    cmd.args(["run", "--quiet", "-p", "faultline-api", "--example", "crdgen", "--"])
-        .arg(root().join("manifests/crds"));
+    cmd.args([
+        "run",
+        "--quiet",
+        "-p",
+        "faultline-api",
+        "--example",
+        "crdgen",
+        "--",
+    ])
+    .arg(root().join("manifests/crds"));
     run(cmd, "generate manifests/crds")
 }
 
 fn bench(args: &[String]) -> Result<(), String> {
-    let krate = args.first().ok_or_else(|| format!("bench needs a crate name\n\n{}", usage()))?;
+    let krate = args
+        .first()
+        .ok_or_else(|| format!("bench needs a crate name\n\n{}", usage()))?;
     install_system(BENCH_TOOLS)?;
     let mut cmd = cargo();
-    cmd.args(["bench", "-p", &format!("faultline-{krate}")]).args(&args[1..]);
+    cmd.args(["bench", "-p", &format!("faultline-{krate}")])
+        .args(&args[1..]);
     run(cmd, &format!("cargo bench -p faultline-{krate}"))
 }
