@@ -265,7 +265,7 @@ impl Inner {
         self.handles.read().map(|h| h.len()).unwrap_or(0)
     }
 
-    fn ttl(&self, path: impl FnOnce() -> Option<String>) -> Duration {
+    fn ttl<S: AsRef<str>>(&self, path: impl FnOnce() -> Option<S>) -> Duration {
         if self.rules.volatile(path) {
             Duration::ZERO
         } else {
@@ -274,7 +274,7 @@ impl Inner {
     }
 
     fn ino_ttl(&self, id: u64) -> Duration {
-        self.ttl(|| self.inodes.path_of(id))
+        self.ttl(|| self.inodes.path_arc(id))
     }
 
     /// Looks `name` up in `parent` and records one kernel reference.
@@ -367,14 +367,14 @@ impl Inner {
             && let Some(id) = self.inodes.id_of((st.st_dev, st.st_ino))
             && let Ok(inode) = self.inodes.get(id)
         {
-            inode.set_location(newparent, newname);
+            self.inodes.relocate(&inode, newparent, newname);
         }
         if flags & libc::RENAME_EXCHANGE != 0
             && let Ok(st) = sys::fstatat(p.fd(), &c)
             && let Some(id) = self.inodes.id_of((st.st_dev, st.st_ino))
             && let Ok(inode) = self.inodes.get(id)
         {
-            inode.set_location(parent, name);
+            self.inodes.relocate(&inode, parent, name);
         }
         Ok(())
     }
@@ -411,8 +411,18 @@ impl Inner {
                 mode,
             )?
         };
-        let path_fd = sys::reopen(fd.as_fd(), libc::O_PATH)?;
         let st = sys::fstat(fd.as_fd())?;
+        // An O_PATH handle for the inode table: by name (one component, cheaper than
+        // /proc/self/fd), falling back to /proc if the name already points elsewhere.
+        let path_fd = match sys::open_path(p.fd(), &c) {
+            Ok(pf)
+                if sys::fstat(pf.as_fd())
+                    .is_ok_and(|s2| (s2.st_dev, s2.st_ino) == (st.st_dev, st.st_ino)) =>
+            {
+                pf
+            }
+            _ => sys::reopen(fd.as_fd(), libc::O_PATH)?,
+        };
         let inode = self.inodes.remember(&st, path_fd, parent, name)?;
         let fh = self.add_handle(Handle {
             fd,
@@ -511,7 +521,7 @@ impl Inner {
         }
         let mut count = 0usize;
         for inode in self.inodes.snapshot() {
-            let path = self.inodes.path_of(inode.id);
+            let path = self.inodes.path_arc(inode.id);
             if !relevant.iter().any(|r| r.matches_path(path.as_deref())) {
                 continue;
             }
@@ -607,7 +617,7 @@ impl PassthroughFs {
     fn plan_ino(&self, op: Op, id: u64) -> Plan {
         self.inner
             .rules
-            .decide(op, || self.inner.inodes.path_of(id))
+            .decide(op, || self.inner.inodes.path_arc(id))
     }
 
     fn plan_child(&self, op: Op, parent: u64, name: &OsStr) -> Plan {
@@ -904,7 +914,7 @@ impl Filesystem for PassthroughFs {
         let cached = !self
             .inner
             .rules
-            .reads_touched(|| self.inner.inodes.path_of(ino.0));
+            .reads_touched(|| self.inner.inodes.path_arc(ino.0));
         self.serve(Op::Open, plan, move |fs, plan| {
             let r = plan.check().and_then(|()| fs.open(ino.0, flags.0, cached));
             let fopen = if cached {

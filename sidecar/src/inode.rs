@@ -36,6 +36,8 @@ pub struct Inode {
     /// `S_IFMT` bits of the source inode (never changes).
     pub fmt: u32,
     location: Mutex<Option<Location>>,
+    /// Path computed at a location epoch (see [`InodeTable::path_of`]).
+    path_cache: Mutex<Option<(u64, Arc<str>)>>,
 }
 
 impl Inode {
@@ -51,16 +53,19 @@ impl Inode {
         self.location.lock().ok().and_then(|l| l.clone())
     }
 
-    pub fn set_location(&self, parent: u64, name: &OsStr) {
-        if let Ok(mut l) = self.location.lock() {
-            match l.as_mut() {
-                Some(loc) if loc.parent == parent && loc.name == name => {}
-                _ => {
-                    *l = Some(Location {
-                        parent,
-                        name: name.to_os_string(),
-                    })
-                }
+    /// Records where the inode was seen; returns whether that changed.
+    pub fn set_location(&self, parent: u64, name: &OsStr) -> bool {
+        let Ok(mut l) = self.location.lock() else {
+            return false;
+        };
+        match l.as_mut() {
+            Some(loc) if loc.parent == parent && loc.name == name => false,
+            _ => {
+                *l = Some(Location {
+                    parent,
+                    name: name.to_os_string(),
+                });
+                true
             }
         }
     }
@@ -83,6 +88,9 @@ pub struct InodeTable {
     maps: RwLock<Maps>,
     root_dev: u64,
     next_synthetic: AtomicU64,
+    /// Bumped whenever any inode's location changes or an inode is dropped: cached paths from
+    /// an older epoch are recomputed.
+    epoch: AtomicU64,
 }
 
 impl InodeTable {
@@ -94,6 +102,7 @@ impl InodeTable {
             key,
             fmt: root_st.st_mode & libc::S_IFMT,
             location: Mutex::new(None),
+            path_cache: Mutex::new(None),
         });
         let mut maps = Maps::default();
         maps.by_id.insert(ROOT, Entry { inode, nlookup: 1 });
@@ -102,6 +111,7 @@ impl InodeTable {
             maps: RwLock::new(maps),
             root_dev: root_st.st_dev,
             next_synthetic: AtomicU64::new(1),
+            epoch: AtomicU64::new(1),
         }
     }
 
@@ -133,7 +143,9 @@ impl InodeTable {
             && let Some(entry) = maps.by_id.get_mut(&id)
         {
             entry.nlookup += 1;
-            entry.inode.set_location(parent, name);
+            if entry.inode.set_location(parent, name) {
+                self.epoch.fetch_add(1, Ordering::Release);
+            }
             return Ok(entry.inode.clone());
         }
         let id = self.pick_id(&maps, key);
@@ -146,6 +158,7 @@ impl InodeTable {
                 parent,
                 name: name.to_os_string(),
             })),
+            path_cache: Mutex::new(None),
         });
         maps.by_id.insert(
             id,
@@ -192,6 +205,7 @@ impl InodeTable {
         };
         if remove && let Some(entry) = maps.by_id.remove(&id) {
             maps.by_key.remove(&entry.inode.key);
+            self.epoch.fetch_add(1, Ordering::Release);
         }
     }
 
@@ -216,11 +230,31 @@ impl InodeTable {
             .unwrap_or_default()
     }
 
+    /// Moves an inode (rename): updates its location and invalidates cached paths.
+    pub fn relocate(&self, inode: &Inode, parent: u64, name: &OsStr) {
+        if inode.set_location(parent, name) {
+            self.epoch.fetch_add(1, Ordering::Release);
+        }
+    }
+
     /// The path of a node relative to the mount root ("" for the root), built from the last
-    /// known parent/name of each ancestor. `None` when an ancestor is no longer known (e.g. an
-    /// open file whose directory was removed).
+    /// known parent/name of each ancestor and cached until any location changes. `None` when
+    /// an ancestor is no longer known (e.g. an open file whose directory was removed).
     pub fn path_of(&self, id: u64) -> Option<String> {
+        self.path_arc(id).map(|p| p.to_string())
+    }
+
+    /// [`InodeTable::path_of`] without the copy.
+    pub fn path_arc(&self, id: u64) -> Option<Arc<str>> {
+        let epoch = self.epoch.load(Ordering::Acquire);
         let maps = self.maps.read().ok()?;
+        let inode = &maps.by_id.get(&id)?.inode;
+        if let Ok(cache) = inode.path_cache.lock()
+            && let Some((e, p)) = cache.as_ref()
+            && *e == epoch
+        {
+            return Some(p.clone());
+        }
         let mut parts: Vec<OsString> = Vec::new();
         let mut cur = id;
         let mut depth = 0;
@@ -240,7 +274,11 @@ impl InodeTable {
             }
             out.extend_from_slice(p.as_bytes());
         }
-        Some(String::from_utf8_lossy(&out).into_owned())
+        let path: Arc<str> = String::from_utf8_lossy(&out).into();
+        if let Ok(mut cache) = inode.path_cache.lock() {
+            *cache = Some((epoch, path.clone()));
+        }
+        Some(path)
     }
 
     /// Path of `name` inside directory `parent`.

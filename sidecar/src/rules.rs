@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use faultline_api::iorule::IoRule;
 use faultline_api::validate::{Findings, Violation};
+use globset::{GlobSet, GlobSetBuilder};
 use rand::SeedableRng;
 use serde::Serialize;
 
@@ -29,18 +30,75 @@ pub struct Snapshot {
     /// Union of the rules' op masks: ops outside it skip matching entirely.
     ops: u64,
     has_ttl: bool,
+    /// All path globs in one set (one pass over the path instead of one per rule), and the
+    /// rule index of each glob.
+    globs: Option<GlobSet>,
+    glob_rule: Vec<usize>,
+}
+
+/// Builds a glob with the exact semantics of `faultline_api::iorule::compile_glob` (a test
+/// checks they agree), as a `Glob` so it can join a `GlobSet`.
+pub fn set_glob(pattern: &str) -> Option<globset::Glob> {
+    globset::GlobBuilder::new(pattern.trim_start_matches('/'))
+        .literal_separator(true)
+        .backslash_escape(true)
+        .build()
+        .ok()
+}
+
+/// Which rules' globs match one path.
+struct PathMatches {
+    /// Sorted rule indices whose glob matches.
+    hits: Vec<usize>,
+}
+
+impl PathMatches {
+    fn matches(&self, rule_index: usize, rule: &CompiledRule) -> bool {
+        !rule.has_glob() || self.hits.binary_search(&rule_index).is_ok()
+    }
 }
 
 impl Snapshot {
     fn new(generation: u64, rules: Vec<Arc<CompiledRule>>) -> Self {
         let ops = rules.iter().fold(0, |m, r| m | r.methods());
         let has_ttl = rules.iter().any(|r| r.expires_at.is_some());
+        let mut builder = GlobSetBuilder::new();
+        let mut glob_rule = Vec::new();
+        for (i, r) in rules.iter().enumerate() {
+            if let Some(g) = r.spec.path.as_deref().and_then(set_glob) {
+                builder.add(g);
+                glob_rule.push(i);
+            }
+        }
+        let globs = if glob_rule.is_empty() {
+            None
+        } else {
+            builder.build().ok()
+        };
         Self {
             generation,
             rules,
             ops,
             has_ttl,
+            globs,
+            glob_rule,
         }
+    }
+
+    fn path_matches(&self, path: Option<&str>) -> PathMatches {
+        let mut hits = Vec::new();
+        if let (Some(set), Some(p)) = (&self.globs, path) {
+            set.matches_into(p, &mut hits);
+            for h in hits.iter_mut() {
+                *h = self.glob_rule[*h];
+            }
+            hits.sort_unstable();
+        }
+        PathMatches { hits }
+    }
+
+    fn needs_path(&self) -> bool {
+        self.globs.is_some()
     }
 }
 
@@ -119,26 +177,23 @@ impl RuleStore {
     }
 
     /// Decides what happens to one operation. `path` is computed only if a rule needs it.
-    pub fn decide(&self, op: Op, path: impl FnOnce() -> Option<String>) -> Plan {
+    pub fn decide<S: AsRef<str>>(&self, op: Op, path: impl FnOnce() -> Option<S>) -> Plan {
         let snap = self.current.load();
         if snap.ops & op.bit() == 0 {
             return Plan::none();
         }
         let now = snap.has_ttl.then(Instant::now);
         let mut plan = Plan::none();
-        let mut path_cell: Option<Option<String>> = None;
-        let mut path_fn = Some(path);
-        for rule in snap.rules.iter() {
-            if !rule.applies_to(op) || now.is_some_and(|n| rule.expired(n)) {
+        let applicable = |r: &CompiledRule| r.applies_to(op) && !now.is_some_and(|n| r.expired(n));
+        let matches =
+            if snap.needs_path() && snap.rules.iter().any(|r| r.has_glob() && applicable(r)) {
+                snap.path_matches(path().as_ref().map(|p| p.as_ref()))
+            } else {
+                snap.path_matches(None)
+            };
+        for (i, rule) in snap.rules.iter().enumerate() {
+            if !applicable(rule) || !matches.matches(i, rule) {
                 continue;
-            }
-            if rule.has_glob() {
-                if path_cell.is_none() {
-                    path_cell = Some(path_fn.take().and_then(|f| f()));
-                }
-                if !rule.matches_path(path_cell.as_ref().and_then(|p| p.as_deref())) {
-                    continue;
-                }
             }
             if rule.cache_relevant() {
                 plan.volatile = true;
@@ -150,29 +205,41 @@ impl RuleStore {
         plan
     }
 
-    /// Whether some rule may change what reads of `path` return or how long they take (such
-    /// files are opened `direct_io`, so the page cache cannot hide the fault).
-    pub fn reads_touched(&self, path: impl FnOnce() -> Option<String>) -> bool {
+    fn any_matching<S: AsRef<str>>(
+        &self,
+        mask: u64,
+        pred: impl Fn(&CompiledRule) -> bool,
+        path: impl FnOnce() -> Option<S>,
+    ) -> bool {
         let snap = self.current.load();
-        if snap.ops & Op::Read.bit() == 0 {
+        if snap.ops & mask == 0 || !snap.rules.iter().any(|r| pred(r)) {
             return false;
         }
-        let path = path();
+        let now = Instant::now();
+        let matches = if snap.needs_path() {
+            snap.path_matches(path().as_ref().map(|p| p.as_ref()))
+        } else {
+            snap.path_matches(None)
+        };
         snap.rules
             .iter()
-            .any(|r| r.touches_reads() && r.matches_path(path.as_deref()))
+            .enumerate()
+            .any(|(i, r)| pred(r) && !r.expired(now) && matches.matches(i, r))
+    }
+
+    /// Whether some rule may change what reads of `path` return or how long they take (such
+    /// files are opened `direct_io`, so the page cache cannot hide the fault).
+    pub fn reads_touched<S: AsRef<str>>(&self, path: impl FnOnce() -> Option<S>) -> bool {
+        self.any_matching(Op::Read.bit(), CompiledRule::touches_reads, path)
     }
 
     /// Whether some rule touching cached results matches `path` (replies get TTL 0).
-    pub fn volatile(&self, path: impl FnOnce() -> Option<String>) -> bool {
-        let snap = self.current.load();
-        if snap.ops & crate::inject::CACHED_OPS == 0 {
-            return false;
-        }
-        let path = path();
-        snap.rules
-            .iter()
-            .any(|r| r.cache_relevant() && r.matches_path(path.as_deref()))
+    pub fn volatile<S: AsRef<str>>(&self, path: impl FnOnce() -> Option<S>) -> bool {
+        self.any_matching(
+            crate::inject::CACHED_OPS,
+            CompiledRule::cache_relevant,
+            path,
+        )
     }
 
     fn fresh_id(&self, taken: &HashSet<String>) -> String {
@@ -497,32 +564,96 @@ mod tests {
         let s = store();
         s.set(vec![rule(json!({"id": "f", "type": "fault", "path": "data/*.db", "methods": ["Read"], "faults": [{"errno": 5}]}))])
             .unwrap();
-        let hit = s.decide(Op::Read, || Some("data/a.db".into()));
+        let hit = s.decide(Op::Read, || Some("data/a.db"));
         assert_eq!(hit.check(), Err(fuser::Errno::EIO));
         assert!(hit.volatile);
         assert!(
-            s.decide(Op::Read, || Some("data/sub/a.db".into()))
-                .check()
-                .is_ok(),
+            s.decide(Op::Read, || Some("data/sub/a.db")).check().is_ok(),
             "* stays in one dir"
         );
         assert!(
-            s.decide(Op::Write, || Some("data/a.db".into()))
-                .check()
-                .is_ok(),
+            s.decide(Op::Write, || Some("data/a.db")).check().is_ok(),
             "method filter"
         );
         assert!(
-            s.decide(Op::Read, || None).check().is_ok(),
+            s.decide(Op::Read, || None::<String>).check().is_ok(),
             "unknown path never matches a glob"
         );
-        assert!(s.reads_touched(|| Some("data/a.db".into())));
-        assert!(!s.reads_touched(|| Some("other".into())));
+        assert!(s.reads_touched(|| Some("data/a.db")));
+        assert!(!s.reads_touched(|| Some("other")));
         assert_eq!(s.list().1[0].hits, 1);
         // Identical re-set keeps the compiled rule (and its hits).
         s.set(vec![rule(json!({"id": "f", "type": "fault", "path": "data/*.db", "methods": ["Read"], "faults": [{"errno": 5}]}))])
             .unwrap();
         assert_eq!(s.list().1[0].hits, 1);
+    }
+
+    #[test]
+    fn glob_set_agrees_with_the_api_glob() {
+        let patterns = [
+            "logs/**",
+            "/data/*.log",
+            "**/*.db",
+            "a?c",
+            "x/[ab]/y",
+            "lit\\*eral",
+            "**",
+            "*",
+        ];
+        let paths = [
+            "logs/a/b",
+            "logs",
+            "data/x.log",
+            "data/s/x.log",
+            "a.db",
+            "q/w/a.db",
+            "abc",
+            "a/c",
+            "x/a/y",
+            "lit*eral",
+            "literal",
+            "",
+            "top",
+        ];
+        for p in patterns {
+            let api = faultline_api::iorule::compile_glob(p).unwrap();
+            let ours = set_glob(p).unwrap().compile_matcher();
+            for path in paths {
+                assert_eq!(api.is_match(path), ours.is_match(path), "{p} vs {path}");
+            }
+        }
+    }
+
+    #[test]
+    fn many_rules_match_through_the_glob_set() {
+        let s = store();
+        let mut rules: Vec<IoRule> = (0..100)
+            .map(|i| {
+                rule(json!({"type": "fault", "path": format!("n{i}/**"), "faults": [{"errno": 5}]}))
+            })
+            .collect();
+        rules.push(rule(
+            json!({"id": "hit", "type": "fault", "path": "n42/x", "faults": [{"errno": 28}]}),
+        ));
+        rules.push(rule(
+            json!({"type": "latency", "methods": ["mkdir"], "latency": "1ms"}),
+        ));
+        s.set(rules).unwrap();
+        assert_eq!(
+            s.decide(Op::Read, || Some("n42/x")).check(),
+            Err(fuser::Errno::EIO),
+            "first matching rule wins"
+        );
+        assert!(s.decide(Op::Read, || Some("other/x")).check().is_ok());
+        let hits: Vec<u64> = s.list().1.iter().map(|r| r.hits).collect();
+        assert_eq!(hits[42], 1);
+        assert_eq!(hits[100], 1);
+        assert_eq!(hits.iter().sum::<u64>(), 2);
+        assert_eq!(
+            s.decide(Op::Mkdir, || None::<String>).delay,
+            Duration::from_millis(1),
+            "glob-less rules need no path"
+        );
     }
 
     #[test]
@@ -534,7 +665,7 @@ mod tests {
         .unwrap();
         let n = 10_000;
         let hits = (0..n)
-            .filter(|_| s.decide(Op::Getattr, || None).check().is_err())
+            .filter(|_| s.decide(Op::Getattr, || None::<String>).check().is_err())
             .count();
         // Binomial(10000, 0.3): sd ≈ 46; allow 5 sd.
         assert!((2770..=3230).contains(&hits), "{hits}");
@@ -548,10 +679,10 @@ mod tests {
             json!({"type": "fault", "ttl": "150ms", "faults": [{"errno": 5}]}),
         )])
         .unwrap();
-        assert!(s.decide(Op::Getattr, || None).check().is_err());
+        assert!(s.decide(Op::Getattr, || None::<String>).check().is_err());
         std::thread::sleep(Duration::from_millis(160));
         assert!(
-            s.decide(Op::Getattr, || None).check().is_ok(),
+            s.decide(Op::Getattr, || None::<String>).check().is_ok(),
             "expired rules never match"
         );
         let deadline = Instant::now() + Duration::from_secs(2);
