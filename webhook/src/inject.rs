@@ -15,8 +15,10 @@
 //! `native` mode puts the sidecars first in `initContainers` with `restartPolicy: Always` and a
 //! startupProbe, so init and app containers start once the mount is ready; init containers that
 //! mount `V` are redirected as well. `legacy` mode puts them first in `containers` with a
-//! `postStart` hook that blocks until the FUSE mount shows up in `/proc/mounts` (the kubelet
-//! starts the next container only after it returns). In legacy mode init containers run before
+//! `postStart` hook that blocks until `faultline-sidecar probe` succeeds (the kubelet starts the
+//! next container only after it returns). Probes are exec probes running `faultline-sidecar
+//! probe`: the RPC port listens on 127.0.0.1 only, which a kubelet `httpGet` probe (sent to the
+//! pod IP) cannot reach. In legacy mode init containers run before
 //! any sidecar, so they keep mounting `V` itself: redirecting them would make them write into
 //! the empty fuse volume that the FUSE mount later hides.
 //!
@@ -26,11 +28,10 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Container, EmptyDirVolumeSource, ExecAction, HTTPGetAction, Lifecycle, LifecycleHandler, Pod,
-    Probe, ResourceRequirements, SecurityContext, Volume, VolumeMount,
+    Container, EmptyDirVolumeSource, ExecAction, Lifecycle, LifecycleHandler, Pod, Probe,
+    ResourceRequirements, SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::core::admission::{AdmissionResponse, Operation};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -552,16 +553,27 @@ pub fn inject_pod(pod: &Pod, template: &Template) -> Result<Injection, InjectErr
     })
 }
 
+/// `faultline-sidecar probe --rpc-listen 127.0.0.1:<port>`: exits 0 once the mount is live
+/// (the sidecar's `GET /ready`, asked from inside the pod).
+fn probe_command(rpc_port: u16) -> Vec<String> {
+    vec![
+        "faultline-sidecar".to_owned(),
+        "probe".to_owned(),
+        "--rpc-listen".to_owned(),
+        format!("127.0.0.1:{rpc_port}"),
+    ]
+}
+
+/// An exec probe: the RPC port listens on 127.0.0.1 only (fault control must not be reachable
+/// from the network), and the kubelet's `httpGet` probes connect to the pod IP.
 fn ready_probe(rpc_port: u16, period: i32, failures: i32) -> Probe {
     Probe {
-        http_get: Some(HTTPGetAction {
-            path: Some("/ready".to_owned()),
-            port: IntOrString::Int(i32::from(rpc_port)),
-            ..Default::default()
+        exec: Some(ExecAction {
+            command: Some(probe_command(rpc_port)),
         }),
         period_seconds: Some(period),
         failure_threshold: Some(failures),
-        timeout_seconds: Some(1),
+        timeout_seconds: Some(3),
         ..Default::default()
     }
 }
@@ -620,7 +632,8 @@ fn sidecar_container(
         Mode::Legacy => {
             // Blocks the kubelet (and so the next containers) until the mount is up, 120 s max.
             let wait = format!(
-                "i=0; until grep -q ' {mountpoint} fuse' /proc/mounts; do i=$((i+1)); [ $i -gt 1200 ] && exit 1; sleep 0.1; done"
+                "i=0; until {}; do i=$((i+1)); [ $i -ge 600 ] && exit 1; sleep 0.2; done",
+                probe_command(rpc_port).join(" ")
             );
             container.lifecycle = Some(Lifecycle {
                 post_start: Some(LifecycleHandler {

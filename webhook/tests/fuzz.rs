@@ -93,9 +93,18 @@ fn bases() -> Vec<Value> {
 }
 
 fn run_all(body: &[u8]) {
-    let Ok(r) = review::decode(body) else {
+    let fast = review::decode(body);
+    let careful = review::decode_carefully(body);
+    assert_eq!(fast.is_ok(), careful.is_ok(), "{fast:?} vs {careful:?}");
+    let Ok(r) = fast else {
         return;
     };
+    let careful = careful.expect("checked above");
+    assert_eq!(r.request.uid, careful.request.uid);
+    assert_eq!(
+        r.object.as_ref().map(|o| o.get()),
+        careful.object.as_ref().map(|o| o.get())
+    );
     let labels: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
     for verdict in [
         admission::validate(&r, &Policy::default(), &labels),
