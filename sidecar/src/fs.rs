@@ -488,13 +488,12 @@ impl Inner {
         Ok((h, entries))
     }
 
-    fn node_of_dirent(&self, e: &sys::DirEntry, dir: &Handle) -> u64 {
-        // Known inodes report their node id; unknown ones on the root device use st_ino, which
-        // is what their node id will be.
-        match sys::fstat(dir.fd.as_fd()) {
-            Ok(st) => self.inodes.id_of((st.st_dev, e.ino)).unwrap_or(e.ino),
-            Err(_) => e.ino,
-        }
+    /// The node id a directory entry will have: known inodes report theirs; unknown ones on
+    /// the root device use st_ino, which is what their node id will be. `dev` is the
+    /// directory's device.
+    fn node_of_dirent(&self, e: &sys::DirEntry, dev: Option<u64>) -> u64 {
+        dev.and_then(|dev| self.inodes.id_of((dev, e.ino)))
+            .unwrap_or(e.ino)
     }
 
     fn notifier(&self) -> Option<&Notifier> {
@@ -1064,9 +1063,10 @@ impl Filesystem for PassthroughFs {
         self.serve(Op::Readdir, plan, move |fs, plan| {
             let r = plan.check().and_then(|()| fs.readdir_batch(fh.0, offset));
             answer!(r, reply, |(h, entries)| {
+                let dev = sys::fstat(h.fd.as_fd()).ok().map(|st| st.st_dev);
                 for e in &entries {
                     let kind = dtype_kind(e.kind).unwrap_or(FileType::RegularFile);
-                    let node = fs.node_of_dirent(e, &h);
+                    let node = fs.node_of_dirent(e, dev);
                     if reply.add(
                         INodeNo(node),
                         e.next as u64,
@@ -1100,7 +1100,7 @@ impl Filesystem for PassthroughFs {
                         let Ok(st) = sys::fstat(h.fd.as_fd()) else {
                             continue;
                         };
-                        let attr = fs.attr(fs.node_of_dirent(e, &h), &st);
+                        let attr = fs.attr(fs.node_of_dirent(e, Some(st.st_dev)), &st);
                         if reply.add(
                             attr.ino,
                             e.next as u64,

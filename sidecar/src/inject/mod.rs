@@ -81,7 +81,7 @@ impl Plan {
         }
     }
 
-    /// Ids of the rules that hit (for logs).
+    /// Nothing to do: no delay, no errno, no post hooks.
     pub fn is_empty(&self) -> bool {
         self.delay.is_zero() && self.errno.is_none() && self.post.is_empty()
     }
