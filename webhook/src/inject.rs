@@ -434,7 +434,24 @@ pub fn inject_pod(pod: &Pod, template: &Template) -> Result<Injection, InjectErr
     if spec.host_network == Some(true) {
         return Ok(Injection::Skipped(Skip::HostNetwork));
     }
-    let (volumes, mut warnings) = eligible_volumes(pod)?;
+    let (mut volumes, mut warnings) = eligible_volumes(pod)?;
+    if template.mode == Mode::Legacy {
+        // Legacy mode redirects app containers only: a volume no app container mounts would
+        // get a sidecar that nobody reads through.
+        volumes.retain(|v| {
+            let used = spec
+                .containers
+                .iter()
+                .flat_map(|c| c.volume_mounts.iter().flatten())
+                .any(|m| m.name == *v);
+            if !used {
+                warnings.push(format!(
+                    "faultline: volume {v:?} is mounted by init containers only: no sidecar in legacy mode"
+                ));
+            }
+            used
+        });
+    }
     if volumes.is_empty() {
         return Ok(Injection::Skipped(Skip::NoVolume));
     }
@@ -839,6 +856,43 @@ mod tests {
             }
         }
         assert!(checked >= 10, "{checked}");
+    }
+
+    #[test]
+    fn legacy_mode_skips_volumes_only_init_containers_mount() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p"},
+            "spec": {
+                "initContainers": [{"name": "seed", "volumeMounts": [{"name": "seed", "mountPath": "/s"}]}],
+                "containers": [{"name": "app", "volumeMounts": [{"name": "data", "mountPath": "/d"}]}],
+                "volumes": [{"name": "seed", "emptyDir": {}}, {"name": "data", "emptyDir": {}}]
+            }
+        }))
+        .expect("pod");
+        let legacy = Template {
+            mode: Mode::Legacy,
+            ..Template::default()
+        };
+        let Ok(Injection::Injected {
+            status, warnings, ..
+        }) = inject_pod(&pod, &legacy)
+        else {
+            panic!("injected");
+        };
+        let names: Vec<&str> = status.volumes.iter().map(|v| v.volume.as_str()).collect();
+        assert_eq!(names, ["data"]);
+        assert!(
+            warnings[0].contains("\"seed\" is mounted by init containers only"),
+            "{warnings:?}"
+        );
+        let Ok(Injection::Injected { status, .. }) = inject_pod(&pod, &Template::default()) else {
+            panic!("injected");
+        };
+        assert_eq!(
+            status.volumes.len(),
+            2,
+            "native mode serves init containers too"
+        );
     }
 
     #[test]
