@@ -210,6 +210,20 @@ fn ca_bundle_error_names_file_and_document() {
 }
 
 #[test]
+fn cli_help_lists_the_subcommands() {
+    let output = Command::new(env!("CARGO_BIN_EXE_faultline-certs"))
+        .arg("--help")
+        .output()
+        .expect("run faultline-certs --help");
+    assert!(output.status.success());
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.contains("generate") && text.contains("ca-bundle"),
+        "{text}"
+    );
+}
+
+#[test]
 fn cli_generate_and_ca_bundle() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("certs");

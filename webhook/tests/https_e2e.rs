@@ -439,3 +439,69 @@ async fn without_the_api_pods_are_served_and_chaos_is_denied() {
     }
     let _: PathBuf = server.dir.path().to_owned();
 }
+
+#[test]
+fn a_bad_policy_file_stops_the_start_naming_file_and_field() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    certs(dir.path());
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(&policy, "maxTargets: {percent: 150}\n").expect("policy");
+    let output = Command::new(env!("CARGO_BIN_EXE_faultline-webhook"))
+        .arg("serve")
+        .args(["--listen", &free_port().to_string()])
+        .args(["--metrics-listen", &free_port().to_string()])
+        .arg("--tls-cert")
+        .arg(dir.path().join("tls.crt"))
+        .arg("--tls-key")
+        .arg(dir.path().join("tls.key"))
+        .arg("--policy")
+        .arg(&policy)
+        .output()
+        .expect("run");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "{}: maxTargets.percent: 150 is not a percentage",
+            policy.display()
+        )),
+        "{stderr}"
+    );
+
+    // A missing key file is named too.
+    let output = Command::new(env!("CARGO_BIN_EXE_faultline-webhook"))
+        .args(["serve", "--tls-cert"])
+        .arg(dir.path().join("tls.crt"))
+        .args(["--tls-key", "/nonexistent/tls.key"])
+        .args(["--listen", &free_port().to_string()])
+        .args(["--metrics-listen", &free_port().to_string()])
+        .output()
+        .expect("run");
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("/nonexistent/tls.key"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_shuts_down_cleanly() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let (mut server, bundle) = start("requireNamespaceOptIn: false\n");
+    let c = client(&bundle.ca_cert);
+    wait_ready(&server, &c).await;
+    let status = Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(status) = server.child.try_wait().expect("wait") {
+            assert!(status.success(), "exit status {status}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still running 15 s after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
