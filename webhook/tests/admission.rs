@@ -308,6 +308,23 @@ fn update_may_not_change_spec() {
 }
 
 #[test]
+fn an_unreadable_object_can_still_be_updated_when_its_spec_is_kept() {
+    // Made under another schema: this version cannot parse it, but finalizer removal must pass.
+    let mut old = pod_kill();
+    old["spec"]["action"] = json!("pod-explode");
+    let mut new = old.clone();
+    new["metadata"]["finalizers"] = json!([]);
+    let r = decode(&common::chaos_review("UPDATE", new.clone(), old.clone()));
+    let verdict = admission::validate(&r, &Policy::default(), &opted_in(&["shop"]));
+    assert_eq!(verdict.outcome, Outcome::Allowed);
+    // Changing it is still checked (and here, unreadable).
+    new["spec"]["mode"] = json!("all");
+    let r = decode(&common::chaos_review("UPDATE", new, old));
+    let verdict = admission::validate(&r, &Policy::default(), &opted_in(&["shop"]));
+    assert_eq!(verdict.outcome, Outcome::Denied);
+}
+
+#[test]
 fn bad_objects_are_denied_with_a_reason() {
     // Unknown kind in our group.
     let mut chaos = pod_kill();
