@@ -146,6 +146,47 @@ fn forget_releases_inodes_the_kernel_drops() {
 }
 
 #[test]
+fn opcodes_fuser_does_not_know_get_enosys_and_the_session_lives() {
+    require_fuse!();
+    let sc = Sidecar::start(15);
+    std::fs::write(sc.s("f"), b"abc").unwrap();
+    let path = std::ffi::CString::new(sc.m("f").as_os_str().as_encoded_bytes()).unwrap();
+    let dir = std::ffi::CString::new(sc.mnt.as_os_str().as_encoded_bytes()).unwrap();
+    for _ in 0..2 {
+        // statx asking for btime: FUSE_STATX (opcode 52) → ENOSYS → the kernel falls back to
+        // GETATTR, and the app gets a normal answer.
+        // SAFETY: zeroed statx is a valid out buffer.
+        let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+        // SAFETY: valid C string and out pointer.
+        let r = unsafe {
+            libc::statx(
+                libc::AT_FDCWD,
+                path.as_ptr(),
+                0,
+                libc::STATX_BASIC_STATS | libc::STATX_BTIME,
+                &mut stx,
+            )
+        };
+        assert_eq!(r, 0, "statx: {}", std::io::Error::last_os_error());
+        assert_eq!(stx.stx_size, 3);
+        // O_TMPFILE: FUSE_TMPFILE (opcode 51) → ENOSYS → EOPNOTSUPP for the app.
+        // SAFETY: valid C string.
+        let fd = unsafe { libc::open(dir.as_ptr(), libc::O_TMPFILE | libc::O_RDWR, 0o600) };
+        assert_eq!(fd, -1);
+        assert_eq!(
+            std::io::Error::last_os_error().raw_os_error(),
+            Some(libc::EOPNOTSUPP)
+        );
+    }
+    assert_eq!(
+        std::fs::read(sc.m("f")).unwrap(),
+        b"abc",
+        "the session kept running"
+    );
+    assert_eq!(sc.call("status", json!({}))["mounted"], true);
+}
+
+#[test]
 fn fault_errno_and_weights() {
     require_fuse!();
     let sc = Sidecar::start(2);

@@ -152,3 +152,59 @@ fn ready_and_metrics_endpoints() {
         assert!(metrics.contains(needle), "missing {needle} in\n{metrics}");
     }
 }
+
+#[test]
+fn rules_file_unix_socket_and_metrics_listener() {
+    require_fuse!();
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.json");
+    std::fs::write(
+        &rules,
+        json!({"rules": [{"id": "boot", "type": "fault", "path": "locked", "methods": ["open"], "faults": [{"errno": 13}]}]})
+            .to_string(),
+    )
+    .unwrap();
+    let sock = dir.path().join("rpc.sock");
+    let metrics = common::free_port();
+    let sc = Sidecar::start_with(
+        25,
+        &[
+            "--rules",
+            rules.to_str().unwrap(),
+            "--rpc-socket",
+            sock.to_str().unwrap(),
+            "--metrics-listen",
+            &metrics.to_string(),
+        ],
+    );
+    std::fs::write(sc.s("locked"), b"x").unwrap();
+    assert_eq!(
+        common::errno(std::fs::File::open(sc.m("locked"))),
+        Some(libc::EACCES),
+        "initial rules applied"
+    );
+
+    // The same JSON-RPC service on the Unix socket.
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(&sock).expect("connect unix socket");
+    let body = json!({"jsonrpc": "2.0", "id": 7, "method": "rules.list"}).to_string();
+    write!(
+        s,
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let v: serde_json::Value = serde_json::from_str(out.split_once("\r\n\r\n").unwrap().1).unwrap();
+    assert_eq!(v["result"]["rules"][0]["id"], "boot");
+    assert_eq!(v["result"]["rules"][0]["hits"], 1);
+
+    let (code, text) = common::http_get(metrics, "/metrics").unwrap();
+    assert_eq!(code, 200);
+    assert!(
+        text.contains("faultline_sidecar_faults_injected_total{rule=\"boot\",kind=\"fault\"} 1"),
+        "{text}"
+    );
+    assert_eq!(common::http_get(metrics, "/").unwrap().0, 404);
+}
