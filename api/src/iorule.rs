@@ -230,19 +230,24 @@ pub fn canonical_method(name: &str) -> Option<&'static str> {
         .find(|m| m.replace('_', "") == wanted)
 }
 
-/// Compiles a rule path glob relative to the mount root. `**` crosses directories, `*` and `?`
-/// do not; a leading `/` is the mount root itself.
-pub fn compile_glob(pattern: &str) -> Result<globset::GlobMatcher, Rule> {
+/// Builds a rule path glob relative to the mount root. `**` crosses directories, `*` and `?`
+/// do not; a leading `/` is the mount root itself. Returns the unmatched [`globset::Glob`] so
+/// callers can join many rules into one `GlobSet`.
+pub fn build_glob(pattern: &str) -> Result<globset::Glob, Rule> {
     let relative = pattern.trim_start_matches('/');
     globset::GlobBuilder::new(relative)
         .literal_separator(true)
         .backslash_escape(true)
         .build()
-        .map(|glob| glob.compile_matcher())
         .map_err(|err| Rule::InvalidGlob {
             value: pattern.to_string(),
             reason: err.kind().to_string(),
         })
+}
+
+/// [`build_glob`], compiled to a matcher for one pattern.
+pub fn compile_glob(pattern: &str) -> Result<globset::GlobMatcher, Rule> {
+    build_glob(pattern).map(|glob| glob.compile_matcher())
 }
 
 /// One fault rule of the sidecar (DESIGN.md §4).

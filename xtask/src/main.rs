@@ -229,13 +229,48 @@ fn test(extra: &[String]) -> Result<(), String> {
         // nextest does not run doctests.
         let mut doc = cargo();
         doc.args(["test", "--workspace", "--doc"]);
-        run(doc, "cargo test --doc")
+        run(doc, "cargo test --doc")?;
     } else {
         suite
             .args(["test", "--workspace", "--no-fail-fast"])
             .args(extra);
-        run(suite, "cargo test --workspace")
+        run(suite, "cargo test --workspace")?;
     }
+    posix_suite()
+}
+
+/// pjdfstest on a raw directory and through a sidecar mount: every test that passes on raw must
+/// pass through the mount (`sidecar/tests/pjdfstest.sh`, which skips with a reason without root
+/// or /dev/fuse). The debug binary is enough: this checks behaviour, not speed.
+fn posix_suite() -> Result<(), String> {
+    let mut build = cargo();
+    build.args([
+        "build",
+        "--quiet",
+        "-p",
+        "faultline-sidecar",
+        "--bin",
+        "faultline-sidecar",
+    ]);
+    run(build, "cargo build faultline-sidecar (for pjdfstest)")?;
+    let target = env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"));
+    let binary = target.join("debug/faultline-sidecar");
+    let script = root().join("sidecar/tests/pjdfstest.sh");
+    let attempt = || {
+        let mut cmd = Command::new("bash");
+        cmd.arg(&script).arg(&binary).current_dir(root());
+        run(cmd, "pjdfstest: raw directory vs sidecar mount")
+    };
+    attempt().or_else(|first| {
+        // One known flake (open::etxtbsy under heavy load) is timing-dependent; a second
+        // failure is a real regression.
+        println!(
+            "xtask: {first}; running the POSIX suite once more to tell a flake from a regression"
+        );
+        attempt()
+    })
 }
 
 fn crds() -> Result<(), String> {
@@ -260,6 +295,8 @@ fn bench(args: &[String]) -> Result<(), String> {
     install_system(BENCH_TOOLS)?;
     let mut cmd = cargo();
     cmd.args(["bench", "-p", &format!("faultline-{krate}")])
-        .args(&args[1..]);
+        .args(&args[1..])
+        // Benches that write a table put it in this file (their own section only).
+        .env("FAULTLINE_BENCH_DOCS", root().join("docs/benchmarks.md"));
     run(cmd, &format!("cargo bench -p faultline-{krate}"))
 }
