@@ -220,23 +220,34 @@ fn test(extra: &[String]) -> Result<(), String> {
         "warnings",
     ]);
     run(clippy, "cargo clippy --workspace --all-targets -D warnings")?;
+    // The workspace suite runs last, so its summary is the run's closing line; every step runs
+    // even when an earlier one failed, and the failures are listed at the end.
+    let mut failures = Vec::new();
+    let nextest = on_path("cargo-nextest");
+    if nextest {
+        // nextest does not run doctests.
+        let mut doc = cargo();
+        doc.args(["test", "--workspace", "--doc", "--quiet"]);
+        failures.extend(run(doc, "cargo test --doc").err());
+    }
+    failures.extend(posix_suite().err());
     let mut suite = cargo();
-    if on_path("cargo-nextest") {
+    if nextest {
         suite
             .args(["nextest", "run", "--workspace", "--no-fail-fast"])
             .args(extra);
-        run(suite, "cargo nextest run --workspace")?;
-        // nextest does not run doctests.
-        let mut doc = cargo();
-        doc.args(["test", "--workspace", "--doc"]);
-        run(doc, "cargo test --doc")?;
+        failures.extend(run(suite, "cargo nextest run --workspace").err());
     } else {
         suite
             .args(["test", "--workspace", "--no-fail-fast"])
             .args(extra);
-        run(suite, "cargo test --workspace")?;
+        failures.extend(run(suite, "cargo test --workspace").err());
     }
-    posix_suite()
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(failures.join("\n"))
+    }
 }
 
 /// pjdfstest on a raw directory and through a sidecar mount: every test that passes on raw must
