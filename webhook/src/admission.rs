@@ -71,6 +71,17 @@ fn object_name(review: &Review, chaos: &AnyChaos) -> String {
     }
 }
 
+/// The namespace the experiment lives in: the request's (always set by kube-apiserver for
+/// namespaced kinds), else the object's, else `default`.
+fn own_namespace(review: &Review, chaos: &AnyChaos) -> String {
+    review
+        .request
+        .namespace
+        .clone()
+        .or_else(|| chaos.metadata().namespace.clone())
+        .unwrap_or_else(|| "default".to_owned())
+}
+
 fn deny_one(response: AdmissionResponse, kind: String, d: Denial) -> Verdict {
     Verdict::denied(response.deny(d.to_string()), kind, vec![d.rule])
 }
@@ -295,11 +306,7 @@ pub fn validate(review: &Review, policy: &Policy, namespaces: &dyn NamespaceLabe
         Ok(c) => c,
         Err(d) => return deny_one(response, kind, d),
     };
-    let own = req
-        .namespace
-        .clone()
-        .or_else(|| chaos.metadata().namespace.clone())
-        .unwrap_or_else(|| "default".to_owned());
+    let own = own_namespace(review, &chaos);
     let mut denials: Vec<Denial> = chaos.validate().into_iter().map(Denial::from).collect();
     denials.extend(policy_denials(&chaos, &own, policy, namespaces));
     let name = object_name(review, &chaos);
@@ -405,11 +412,7 @@ pub fn default(review: &Review) -> Verdict {
         Ok(c) => c,
         Err(d) => return deny_one(response, kind, d),
     };
-    let own = req
-        .namespace
-        .clone()
-        .or_else(|| chaos.metadata().namespace.clone())
-        .unwrap_or_else(|| "default".to_owned());
+    let own = own_namespace(review, &chaos);
     let mut defaulted = chaos.clone();
     defaulted.apply_defaults(&own);
     let before = chaos.to_value();
