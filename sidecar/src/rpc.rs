@@ -226,6 +226,60 @@ impl RpcServer {
     }
 }
 
+/// A listener the RPC service accepts connections from (TCP or Unix socket).
+trait Accept: Send + Sync + 'static {
+    type Conn: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static;
+    fn accept_conn(&self) -> impl std::future::Future<Output = std::io::Result<Self::Conn>> + Send;
+}
+
+impl Accept for tokio::net::TcpListener {
+    type Conn = tokio::net::TcpStream;
+    async fn accept_conn(&self) -> std::io::Result<Self::Conn> {
+        let (sock, _) = self.accept().await?;
+        // Small JSON-RPC answers: do not wait for Nagle.
+        let _ = sock.set_nodelay(true);
+        Ok(sock)
+    }
+}
+
+impl Accept for tokio::net::UnixListener {
+    type Conn = tokio::net::UnixStream;
+    async fn accept_conn(&self) -> std::io::Result<Self::Conn> {
+        self.accept().await.map(|(sock, _)| sock)
+    }
+}
+
+/// Accepts connections on `listener` and serves each until `stop` fires.
+fn spawn_accept_loop<L: Accept>(
+    listener: L,
+    app: Arc<App>,
+    methods: jsonrpsee::Methods,
+    stop: StopHandle,
+    builder: jsonrpsee::server::TowerServiceBuilder<
+        tower::layer::util::Identity,
+        tower::layer::util::Identity,
+    >,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let sock = tokio::select! {
+                r = listener.accept_conn() => match r {
+                    Ok(s) => s,
+                    Err(err) => { tracing::warn!(?err, "rpc accept failed"); continue; }
+                },
+                _ = stop.clone().shutdown() => break,
+            };
+            serve_conn(
+                sock,
+                app.clone(),
+                methods.clone(),
+                stop.clone(),
+                builder.clone(),
+            );
+        }
+    })
+}
+
 /// Starts the RPC service on `tcp` and/or a Unix socket `unix`.
 pub async fn start(
     app: Arc<App>,
@@ -243,53 +297,26 @@ pub async fn start(
             .map_err(|e| anyhow::anyhow!("bind rpc listener {addr}: {e}"))?;
         local_addr = listener.local_addr().ok();
         tracing::info!(addr = ?local_addr, "JSON-RPC listening (HTTP + WebSocket, GET /ready, /metrics)");
-        let (app, methods, stop, builder) =
-            (app.clone(), methods.clone(), stop.clone(), builder.clone());
-        tasks.push(tokio::spawn(async move {
-            loop {
-                let sock = tokio::select! {
-                    r = listener.accept() => match r {
-                        Ok((s, _)) => s,
-                        Err(err) => { tracing::warn!(?err, "rpc accept failed"); continue; }
-                    },
-                    _ = stop.clone().shutdown() => break,
-                };
-                let _ = sock.set_nodelay(true);
-                serve_conn(
-                    sock,
-                    app.clone(),
-                    methods.clone(),
-                    stop.clone(),
-                    builder.clone(),
-                );
-            }
-        }));
+        tasks.push(spawn_accept_loop(
+            listener,
+            app.clone(),
+            methods.clone(),
+            stop.clone(),
+            builder.clone(),
+        ));
     }
     if let Some(path) = unix {
         let _ = std::fs::remove_file(&path);
         let listener = tokio::net::UnixListener::bind(&path)
             .map_err(|e| anyhow::anyhow!("bind rpc socket {}: {e}", path.display()))?;
         tracing::info!(path = %path.display(), "JSON-RPC listening on a Unix socket");
-        let (app, methods, stop, builder) =
-            (app.clone(), methods.clone(), stop.clone(), builder.clone());
-        tasks.push(tokio::spawn(async move {
-            loop {
-                let sock = tokio::select! {
-                    r = listener.accept() => match r {
-                        Ok((s, _)) => s,
-                        Err(err) => { tracing::warn!(?err, "rpc accept failed"); continue; }
-                    },
-                    _ = stop.clone().shutdown() => break,
-                };
-                serve_conn(
-                    sock,
-                    app.clone(),
-                    methods.clone(),
-                    stop.clone(),
-                    builder.clone(),
-                );
-            }
-        }));
+        tasks.push(spawn_accept_loop(
+            listener,
+            app.clone(),
+            methods.clone(),
+            stop.clone(),
+            builder.clone(),
+        ));
     }
     Ok(RpcServer {
         handle,

@@ -82,6 +82,18 @@ fn own_namespace(review: &Review, chaos: &AnyChaos) -> String {
         .unwrap_or_else(|| "default".to_owned())
 }
 
+/// The denial for a non-chaos object sent to a chaos endpoint.
+fn unsupported_kind(endpoint: &str, kind: &str) -> Denial {
+    denial(
+        "request.kind",
+        "unsupported-kind",
+        format!(
+            "{endpoint} admits only {} kinds, got {kind}",
+            faultline_api::GROUP
+        ),
+    )
+}
+
 fn deny_one(response: AdmissionResponse, kind: String, d: Denial) -> Verdict {
     Verdict::denied(response.deny(d.to_string()), kind, vec![d.rule])
 }
@@ -287,15 +299,7 @@ pub fn validate(review: &Review, policy: &Policy, namespaces: &dyn NamespaceLabe
     let kind = kind_label(review);
     let response = AdmissionResponse::from(req);
     if !is_chaos(review) {
-        let d = denial(
-            "request.kind",
-            "unsupported-kind",
-            format!(
-                "/validate admits only {} kinds, got {kind}",
-                faultline_api::GROUP
-            ),
-        );
-        return deny_one(response, kind, d);
+        return deny_one(response, kind.clone(), unsupported_kind("/validate", &kind));
     }
     match req.operation {
         Operation::Create => {}
@@ -395,15 +399,7 @@ pub fn default(review: &Review) -> Verdict {
     let kind = kind_label(review);
     let response = AdmissionResponse::from(req);
     if !is_chaos(review) {
-        let d = denial(
-            "request.kind",
-            "unsupported-kind",
-            format!(
-                "/default admits only {} kinds, got {kind}",
-                faultline_api::GROUP
-            ),
-        );
-        return deny_one(response, kind, d);
+        return deny_one(response, kind.clone(), unsupported_kind("/default", &kind));
     }
     if req.operation != Operation::Create {
         return Verdict::allowed(response, kind);

@@ -123,13 +123,7 @@ async fn post_oversized(
             .send()
             .await;
         match sent {
-            Ok(r) => {
-                let status = r.status().as_u16();
-                let bytes = r.bytes().await.unwrap_or_default();
-                let value = serde_json::from_slice(&bytes)
-                    .unwrap_or_else(|_| json!({"raw": String::from_utf8_lossy(&bytes)}));
-                return (status, value);
-            }
+            Ok(r) => return answer(r).await,
             Err(err) if err.is_request() => continue,
             Err(err) => panic!("oversized request: {err}"),
         }
@@ -150,6 +144,11 @@ async fn post(
         .send()
         .await
         .expect("request");
+    answer(r).await
+}
+
+/// Status and body of an answer; a body that is not JSON comes back as `{"raw": text}`.
+async fn answer(r: reqwest::Response) -> (u16, Value) {
     let status = r.status().as_u16();
     let bytes = r.bytes().await.expect("body");
     let value = serde_json::from_slice(&bytes)
