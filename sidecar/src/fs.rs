@@ -672,13 +672,18 @@ fn req_creds(req: &Request) -> (u32, u32) {
 
 impl Filesystem for PassthroughFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        // Not FUSE_ATOMIC_O_TRUNC: with it the kernel sends O_TRUNC inside FUSE_OPEN, so the
+        // source file is truncated *before* the kernel's own deny-write check (ETXTBSY for a
+        // file being executed). `open(O_RDONLY|O_TRUNC)` of a running program then returned
+        // ETXTBSY yet emptied the program under it (SIGBUS), and when the program died in
+        // that window the open even succeeded (pjdfstest `open::etxtbsy`). Without the flag the
+        // kernel checks first and truncates with a SETATTR after.
         let wanted = [
             InitFlags::FUSE_DO_READDIRPLUS,
             InitFlags::FUSE_READDIRPLUS_AUTO,
             InitFlags::FUSE_PARALLEL_DIROPS,
             InitFlags::FUSE_AUTO_INVAL_DATA,
             InitFlags::FUSE_ASYNC_DIO,
-            InitFlags::FUSE_ATOMIC_O_TRUNC,
             InitFlags::FUSE_CACHE_SYMLINKS,
             InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP,
             InitFlags::FUSE_MAX_PAGES,

@@ -8,7 +8,7 @@
 #   PJD_WORKDIR    parent of the scratch directories (default: /tmp; must not be tmpfs-vs-ext4
 #                  mixed — raw and source dirs are created side by side)
 #   PJD_SUMMARY    write "raw: ..." and "mount: ..." summary lines to this file
-# Needs root and /dev/fuse; prints a reason and exits 0 (skip) without them.
+# Needs root and /dev/fuse; without them it prints a reason and exits 0 (skip), or fails when CI=true.
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -21,8 +21,13 @@ if [[ -z "$bin" ]]; then
 fi
 [[ -x "${bin:-}" ]] || { echo "error: faultline-sidecar binary not found; build it or pass its path" >&2; exit 2; }
 
-if [[ "$(id -u)" != 0 ]]; then echo "SKIPPED: pjdfstest through FUSE needs root"; exit 0; fi
-if [[ ! -e /dev/fuse ]]; then echo "SKIPPED: /dev/fuse missing"; exit 0; fi
+# Outside CI a missing prerequisite is a skip with its reason; in CI (CI=true) it fails the run.
+skip() {
+  if [[ "${CI:-}" == true ]]; then echo "error: CI=true and pjdfstest cannot run: $1" >&2; exit 2; fi
+  echo "SKIPPED: $1"; exit 0
+}
+if [[ "$(id -u)" != 0 ]]; then skip "pjdfstest through FUSE needs root"; fi
+if [[ ! -e /dev/fuse ]]; then skip "/dev/fuse missing"; fi
 pjd="${PJDFSTEST:-$(command -v pjdfstest || true)}"
 [[ -n "$pjd" ]] || { echo "error: pjdfstest not installed (cargo install pjdfstest)" >&2; exit 2; }
 

@@ -31,6 +31,13 @@ use crate::{Verdict, admission, inject};
 /// envelope, and room. Larger bodies get HTTP 413.
 pub const MAX_BODY: usize = 6 * 1024 * 1024;
 
+/// How long an idle keep-alive connection stays open (hyper's header read timeout, which starts
+/// when a connection goes idle). It must be longer than the API server's own idle timeout for
+/// webhook connections (90 s, Go's `IdleConnTimeout` in Kubernetes' transport defaults): the
+/// client then always closes an idle connection first, and never sends a request on one the
+/// server is closing at that moment — an admission that would fail with no answer.
+pub const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// Server settings (the flags of `faultline-webhook serve`).
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -261,7 +268,15 @@ fn admit(
         Ok(b) => b,
         Err(rejection) => {
             let status = rejection.status();
-            return rejected(app, endpoint, start, status, rejection.body_text());
+            let mut response = rejected(app, endpoint, start, status, rejection.body_text());
+            // The body was not read to its end (too large, or broken off), so hyper will close
+            // this connection after the answer. Say so: without `Connection: close` the client
+            // pools the connection and its next request on it fails with no answer at all.
+            response.headers_mut().insert(
+                header::CONNECTION,
+                header::HeaderValue::from_static("close"),
+            );
+            return response;
         }
     };
     let review = match review::decode(&body) {
@@ -485,8 +500,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             tracing::info!(%addr, "serving admission over HTTPS");
         }
     });
-    axum_server::bind_rustls(config.listen, tls)
-        .handle(handle)
+    let mut server = axum_server::bind_rustls(config.listen, tls).handle(handle);
+    server
+        .http_builder()
+        .http1()
+        .header_read_timeout(IDLE_CONNECTION_TIMEOUT);
+    server
         .serve(router(app).into_make_service())
         .await
         .with_context(|| format!("serving on --listen {}", config.listen))?;

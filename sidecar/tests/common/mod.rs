@@ -11,8 +11,18 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-/// Why FUSE tests cannot run here, if they cannot.
+/// Why FUSE tests cannot run here, if they cannot. In CI (`CI=true`) a missing prerequisite is
+/// a failure, not a skip: a test that could not run must not count as passed.
 pub fn skip_reason() -> Option<String> {
+    let reason = missing_prerequisite()?;
+    assert!(
+        std::env::var("CI").map_or(true, |v| v != "true"),
+        "CI=true and FUSE tests cannot run: {reason} (they need root and /dev/fuse)"
+    );
+    Some(reason)
+}
+
+fn missing_prerequisite() -> Option<String> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         return Some("not root".into());
