@@ -60,14 +60,24 @@ pub enum CertError {
     /// `generate` needs at least one name for the serving certificate.
     #[error("the serving certificate needs at least one --dns name")]
     NoNames,
-    /// A name that is not a valid DNS name (IA5 string).
-    #[error("invalid DNS name {name:?}")]
+    /// A name that is not a DNS name (RFC 1123 host name, optionally with a leading `*.`).
+    #[error("--dns {name:?} is not a DNS name: {reason}")]
     InvalidDnsName {
         /// The offending name.
         name: String,
-        /// rcgen's reason.
-        #[source]
-        source: rcgen::Error,
+        /// Why it is not one.
+        reason: String,
+    },
+    /// `generate` into a directory that already holds a CA: replacing it would break every
+    /// `caBundle` that trusts the old one.
+    #[error(
+        "{} already holds a CA ({CA_CERT}); a new one would break every caBundle that trusts it. \
+         Pass --force to replace it, or choose another --out",
+        dir.display()
+    )]
+    CaExists {
+        /// The directory.
+        dir: PathBuf,
     },
     /// `--days` out of range.
     #[error("--days must be between 1 and {MAX_DAYS}, got {0}")]
@@ -220,13 +230,17 @@ pub fn generate(opts: &GenerateOptions) -> Result<Bundle, CertError> {
     // The serving certificate.
     let mut sans = Vec::with_capacity(opts.dns.len() + opts.ips.len());
     for name in &opts.dns {
-        let ia5 = name
-            .clone()
-            .try_into()
-            .map_err(|source| CertError::InvalidDnsName {
-                name: name.clone(),
-                source,
-            })?;
+        dns_name(name).map_err(|reason| CertError::InvalidDnsName {
+            name: name.clone(),
+            reason,
+        })?;
+        let ia5 =
+            name.clone()
+                .try_into()
+                .map_err(|source: rcgen::Error| CertError::InvalidDnsName {
+                    name: name.clone(),
+                    reason: source.to_string(),
+                })?;
         sans.push(SanType::DnsName(ia5));
     }
     sans.extend(opts.ips.iter().copied().map(SanType::IpAddress));
@@ -296,6 +310,55 @@ pub fn write_bundle(bundle: &Bundle, dir: &Path) -> Result<(), CertError> {
             text.as_bytes(),
             if secret { 0o600 } else { 0o644 },
         )?;
+    }
+    Ok(())
+}
+
+/// Checks that `name` is a DNS name as a certificate SAN needs it: RFC 1123 labels (letters,
+/// digits, `-`, not at a label's ends, 1–63 characters), 253 characters at most, an optional
+/// leading `*.` wildcard. An IP address is refused here: it belongs in `--ip`.
+pub fn dns_name(name: &str) -> Result<(), String> {
+    if name.parse::<IpAddr>().is_ok() {
+        return Err("an IP address goes in --ip".to_owned());
+    }
+    let host = name.strip_prefix("*.").unwrap_or(name);
+    if host.is_empty() {
+        return Err("empty".to_owned());
+    }
+    if name.len() > 253 {
+        return Err(format!("{} characters, at most 253", name.len()));
+    }
+    for label in host.split('.') {
+        if label.is_empty() {
+            return Err("an empty label (two dots, or a dot at an end)".to_owned());
+        }
+        if label.len() > 63 {
+            return Err(format!(
+                "label {label:?} has {} characters, at most 63",
+                label.len()
+            ));
+        }
+        if let Some(c) = label
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || *c == '-'))
+        {
+            return Err(format!(
+                "{c:?} in label {label:?}: only letters, digits and '-' are allowed"
+            ));
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Err(format!("label {label:?} starts or ends with '-'"));
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a directory that already holds a CA certificate or key (see [`CertError::CaExists`]).
+pub fn refuse_existing_ca(dir: &Path) -> Result<(), CertError> {
+    if dir.join(CA_CERT).exists() || dir.join(CA_KEY).exists() {
+        return Err(CertError::CaExists {
+            dir: dir.to_owned(),
+        });
     }
     Ok(())
 }

@@ -34,6 +34,10 @@ enum Command {
         /// Common name of the client certificate.
         #[arg(long, default_value = "faultline-controller")]
         client_name: String,
+        /// Replace a CA that --out already holds (every caBundle that trusts it must then be
+        /// updated).
+        #[arg(long)]
+        force: bool,
     },
     /// Set clientConfig.caBundle on every webhook of every (Validating|Mutating)WebhookConfiguration
     /// in the given multi-document YAML files, in place.
@@ -47,15 +51,30 @@ enum Command {
     },
 }
 
-fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
+fn main() -> std::process::ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            // Once, with its causes, and no backtrace: this is a user's error, not a crash.
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
         Command::Generate {
             out,
             dns,
             ip,
             days,
             client_name,
+            force,
         } => {
+            if !force {
+                faultline_certs::refuse_existing_ca(&out)?;
+            }
             let opts = faultline_certs::GenerateOptions {
                 dns,
                 ips: ip,

@@ -280,3 +280,81 @@ fn cli_generate_and_ca_bundle() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("/nonexistent/ca.crt"));
 }
+
+fn generate_into(out: &Path, extra: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_faultline-certs"))
+        .args(["generate", "--out"])
+        .arg(out)
+        .args(extra)
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .expect("run faultline-certs")
+}
+
+#[test]
+fn cli_generate_does_not_replace_a_ca_without_force() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("certs");
+    assert!(
+        generate_into(&out, &["--dns", "localhost"])
+            .status
+            .success()
+    );
+    let first = std::fs::read_to_string(out.join("ca.crt")).expect("ca");
+
+    let output = generate_into(&out, &["--dns", "localhost"]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("already holds a CA") && stderr.contains("--force"),
+        "{stderr}"
+    );
+    // Printed once, without a backtrace even with RUST_BACKTRACE=1.
+    assert_eq!(stderr.matches("already holds a CA").count(), 1, "{stderr}");
+    assert!(!stderr.contains("backtrace"), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(out.join("ca.crt")).expect("ca"),
+        first,
+        "the CA was replaced"
+    );
+
+    assert!(
+        generate_into(&out, &["--dns", "localhost", "--force"])
+            .status
+            .success()
+    );
+    assert_ne!(
+        std::fs::read_to_string(out.join("ca.crt")).expect("ca"),
+        first
+    );
+}
+
+#[test]
+fn cli_generate_refuses_names_that_are_not_dns_names() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (name, reason) in [
+        ("web hook.svc", "only letters, digits and '-'"),
+        ("webhook..svc", "empty label"),
+        ("webhook-.svc", "starts or ends with '-'"),
+        ("10.0.0.1", "--ip"),
+        ("https://webhook.svc", "only letters, digits and '-'"),
+    ] {
+        let out = dir.path().join(name.replace(['/', ' ', ':'], "_"));
+        let output = generate_into(&out, &["--dns", name]);
+        assert!(!output.status.success(), "{name} was accepted");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains(&format!("--dns {name:?} is not a DNS name"))
+                && stderr.contains(reason),
+            "{name}: {stderr}"
+        );
+        assert!(!out.join("ca.crt").exists(), "{name}: files were written");
+    }
+    for name in [
+        "faultline-webhook.faultline.svc",
+        "*.example.com",
+        "localhost",
+    ] {
+        assert_eq!(faultline_certs::dns_name(name), Ok(()), "{name}");
+    }
+}

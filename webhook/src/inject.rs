@@ -37,6 +37,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::Verdict;
+use crate::policy::NamespaceLabels;
 use crate::review::{Review, kind_label};
 
 /// Pod annotation recording the injection.
@@ -723,7 +724,7 @@ pub fn patch_for(before: &Pod, after: &Pod) -> Result<json_patch::Patch, serde_j
 }
 
 /// The `/inject` handler: AdmissionReview in, AdmissionResponse (JSON Patch) out.
-pub fn handle(review: &Review, template: &Template) -> Verdict {
+pub fn handle(review: &Review, template: &Template, namespaces: &dyn NamespaceLabels) -> Verdict {
     let req = &review.request;
     let kind = kind_label(review);
     let response = AdmissionResponse::from(req);
@@ -760,6 +761,16 @@ pub fn handle(review: &Review, template: &Template) -> Verdict {
             return Verdict::denied(response.deny(message), kind, vec!["inject-invalid-pod"]);
         }
     };
+    let namespace = req
+        .namespace
+        .as_deref()
+        .or(pod.metadata.namespace.as_deref())
+        .unwrap_or("default");
+    if let Some(warning) = crate::opt_in::refusal(&pod, namespace, namespaces) {
+        let mut response = response;
+        response.warnings = Some(vec![warning]);
+        return Verdict::allowed(response, kind);
+    }
     match inject_pod(&pod, template) {
         Err(error) => {
             let rule = error.rule();

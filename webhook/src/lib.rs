@@ -18,7 +18,8 @@
 //! encodes its [`Verdict`]. The handlers are pure functions, unit-tested without HTTP:
 //! * [`admission::validate`]`(&Review, &Policy, &dyn NamespaceLabels) -> Verdict`
 //! * [`admission::default`]`(&Review) -> Verdict`
-//! * [`inject::handle`]`(&Review, &Template) -> Verdict`
+//! * [`inject::handle`]`(&Review, &Template, &dyn NamespaceLabels) -> Verdict` (opt-in checked by
+//!   [`opt_in::refusal`])
 //!
 //! Patches are built by diffing the typed object before and after the change ([`patch::diff`],
 //! aligned on `name` in lists so an insertion is one `add`, never a rewrite of its neighbours).
@@ -32,13 +33,15 @@
 //! ## Namespace labels
 //! With `requireNamespaceOptIn: true` the webhook keeps a cached watch of Namespaces (kube
 //! reflector, in-cluster config). Until that cache is synced — or when the API cannot be reached
-//! — chaos CREATEs are denied with a message saying so; pods are still injected.
+//! — chaos CREATEs are denied with a message saying so, pods are admitted without a sidecar
+//! (with a warning), and `/readyz` answers 503 saying why.
 //!
 //! See `docs/webhook.md` for flags, the policy file, the injection shape and design choices.
 
 pub mod admission;
 pub mod inject;
 pub mod metrics;
+pub mod opt_in;
 pub mod patch;
 pub mod policy;
 pub mod review;

@@ -1,7 +1,9 @@
 //! `faultline-webhook`: see the crate documentation of `faultline_webhook`.
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
@@ -19,8 +21,8 @@ struct Cli {
 enum Command {
     /// Serve /validate, /default, /inject, /healthz and /readyz over HTTPS.
     Serve {
-        /// HTTPS listen address.
-        #[arg(long, default_value = "0.0.0.0:9443", env = "FAULTLINE_WEBHOOK_LISTEN")]
+        /// HTTPS listen address (HOST:PORT; a host name such as localhost is resolved).
+        #[arg(long, default_value = "0.0.0.0:9443", env = "FAULTLINE_WEBHOOK_LISTEN", value_parser = socket_addr)]
         listen: SocketAddr,
         /// PEM certificate (chain); reloaded when it changes.
         #[arg(long, default_value = "/etc/faultline/tls/tls.crt")]
@@ -28,13 +30,13 @@ enum Command {
         /// PEM private key; reloaded when it changes.
         #[arg(long, default_value = "/etc/faultline/tls/tls.key")]
         tls_key: PathBuf,
-        /// Plain-HTTP address of /metrics.
-        #[arg(long, default_value = "0.0.0.0:9090")]
+        /// Plain-HTTP address of /metrics (HOST:PORT).
+        #[arg(long, default_value = "0.0.0.0:9090", value_parser = socket_addr)]
         metrics_listen: SocketAddr,
-        /// Policy file (YAML); absent = the defaults of DESIGN.md §3. Reloaded when it changes.
+        /// Policy file (YAML); absent = the defaults in docs/webhook.md. Reloaded when it changes.
         #[arg(long)]
         policy: Option<PathBuf>,
-        /// Injection template (YAML); absent = the defaults of DESIGN.md §7. Reloaded when it changes.
+        /// Injection template (YAML); absent = the defaults in docs/webhook.md. Reloaded when it changes.
         #[arg(long)]
         injection: Option<PathBuf>,
         /// How often the certificate, policy and template files are checked for changes, in seconds.
@@ -46,7 +48,21 @@ enum Command {
     },
 }
 
-fn main() -> anyhow::Result<()> {
+/// `HOST:PORT` with HOST an IP address or a name resolved here (the first address wins).
+fn socket_addr(text: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    if let Ok(addr) = text.parse() {
+        return Ok(addr);
+    }
+    let mut addrs = text
+        .to_socket_addrs()
+        .map_err(|e| format!("{text:?} is not HOST:PORT ({e})"))?;
+    addrs
+        .next()
+        .ok_or_else(|| format!("{text:?} resolves to no address"))
+}
+
+fn main() -> ExitCode {
     let Command::Serve {
         listen,
         tls_cert,
@@ -63,9 +79,15 @@ fn main() -> anyhow::Result<()> {
         tracing_subscriber::fmt()
             .json()
             .with_env_filter(filter)
+            .with_writer(std::io::stderr)
             .init();
     } else {
-        tracing_subscriber::fmt().with_env_filter(filter).init();
+        // Colour only on a terminal: escape codes in a log file or `kubectl logs` are noise.
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::stderr().is_terminal())
+            .init();
     }
     let config = faultline_webhook::server::Config {
         listen,
@@ -76,8 +98,17 @@ fn main() -> anyhow::Result<()> {
         injection,
         reload_interval: Duration::from_secs(reload_interval_secs.max(1)),
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .build()?;
-    runtime.block_on(faultline_webhook::server::run(config))
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|runtime| runtime.block_on(faultline_webhook::server::run(config)));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // Once, with its causes, and no backtrace: a start-up error is the user's to fix.
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

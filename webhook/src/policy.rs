@@ -29,6 +29,14 @@ pub const ALWAYS_PROTECTED: [&str; 4] = [
 pub const CHAOS_LABEL: &str = "faultline.dev/chaos";
 /// Its value.
 pub const CHAOS_LABEL_VALUE: &str = "enabled";
+/// Label a namespace needs for its pods to get the fault-filesystem sidecar.
+pub const INJECTION_LABEL: &str = "faultline.dev/injection";
+/// Its value.
+pub const INJECTION_LABEL_VALUE: &str = "enabled";
+/// Label a pod needs to get the sidecar.
+pub const POD_INJECT_LABEL: &str = "faultline.dev/inject";
+/// Its value.
+pub const POD_INJECT_LABEL_VALUE: &str = "true";
 
 /// `maxTargets`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -217,20 +225,38 @@ pub fn action_allowed(patterns: &[String], kind: &str, action: &str) -> bool {
     })
 }
 
-/// Answers "is this namespace opted in to chaos?".
+/// Answers questions about namespace labels: "is this namespace opted in to chaos, or to
+/// sidecar injection?".
 pub trait NamespaceLabels: Send + Sync {
+    /// The value of label `key` of `namespace`: `Ok(None)` when the namespace or the label does
+    /// not exist, `Err(why)` when the labels are not known (cache not synced, API unreachable).
+    fn label(&self, namespace: &str, key: &str) -> Result<Option<String>, String>;
+
+    /// Whether labels are looked up at all. `false` when nothing watches namespaces (no
+    /// policy needs them yet), so a caller can tell "not known yet" from "not watched".
+    fn watched(&self) -> bool {
+        true
+    }
+
     /// `Ok(true/false)` when known (a namespace that does not exist is `false`), `Err(why)`
-    /// when the labels are not known (cache not synced, API unreachable).
-    fn chaos_enabled(&self, namespace: &str) -> Result<bool, String>;
+    /// when the labels are not known.
+    fn chaos_enabled(&self, namespace: &str) -> Result<bool, String> {
+        Ok(self.label(namespace, CHAOS_LABEL)?.as_deref() == Some(CHAOS_LABEL_VALUE))
+    }
+
+    /// Like [`NamespaceLabels::chaos_enabled`], for `faultline.dev/injection: enabled`.
+    fn injection_enabled(&self, namespace: &str) -> Result<bool, String> {
+        Ok(self.label(namespace, INJECTION_LABEL)?.as_deref() == Some(INJECTION_LABEL_VALUE))
+    }
 }
 
 /// Fixed labels, namespace → labels (tests, and `requireNamespaceOptIn: false`).
 impl NamespaceLabels for BTreeMap<String, BTreeMap<String, String>> {
-    fn chaos_enabled(&self, namespace: &str) -> Result<bool, String> {
+    fn label(&self, namespace: &str, key: &str) -> Result<Option<String>, String> {
         Ok(self
             .get(namespace)
-            .and_then(|labels| labels.get(CHAOS_LABEL))
-            .is_some_and(|v| v == CHAOS_LABEL_VALUE))
+            .and_then(|labels| labels.get(key))
+            .cloned())
     }
 }
 
@@ -239,7 +265,7 @@ impl NamespaceLabels for BTreeMap<String, BTreeMap<String, String>> {
 pub struct Unknown(pub String);
 
 impl NamespaceLabels for Unknown {
-    fn chaos_enabled(&self, _namespace: &str) -> Result<bool, String> {
+    fn label(&self, _namespace: &str, _key: &str) -> Result<Option<String>, String> {
         Err(self.0.clone())
     }
 }

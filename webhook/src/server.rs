@@ -23,7 +23,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 
 use crate::inject::Template;
 use crate::metrics::Metrics;
-use crate::policy::{CHAOS_LABEL, CHAOS_LABEL_VALUE, NamespaceLabels, Policy};
+use crate::policy::{NamespaceLabels, Policy};
 use crate::review;
 use crate::{Verdict, admission, inject};
 
@@ -97,6 +97,10 @@ impl NamespaceCache {
         }
     }
 
+    fn synced(&self) -> bool {
+        matches!(self.state.lock().map(|s| s.clone()), Ok(CacheState::Synced))
+    }
+
     /// Starts the watch once (idempotent). `client` = `None`: in-cluster / kubeconfig default.
     pub fn start(&self, client: Option<kube::Client>) {
         {
@@ -166,7 +170,7 @@ impl NamespaceCache {
 }
 
 impl NamespaceLabels for NamespaceCache {
-    fn chaos_enabled(&self, namespace: &str) -> Result<bool, String> {
+    fn label(&self, namespace: &str, key: &str) -> Result<Option<String>, String> {
         match self.state.lock().map(|s| s.clone()) {
             Ok(CacheState::Synced) => {}
             Ok(CacheState::Syncing(why)) => return Err(why),
@@ -183,8 +187,14 @@ impl NamespaceLabels for NamespaceCache {
             .ok_or_else(|| "the namespace cache is unavailable".to_owned())?;
         Ok(store
             .get(&ObjectRef::new(namespace))
-            .and_then(|ns| ns.metadata.labels.as_ref()?.get(CHAOS_LABEL).cloned())
-            .is_some_and(|v| v == CHAOS_LABEL_VALUE))
+            .and_then(|ns| ns.metadata.labels.as_ref()?.get(key).cloned()))
+    }
+
+    fn watched(&self) -> bool {
+        !matches!(
+            self.state.lock().map(|s| s.clone()),
+            Ok(CacheState::NotStarted)
+        )
     }
 }
 
@@ -286,14 +296,37 @@ fn admit(
         }
     };
     let verdict = decide(&review);
-    if verdict.outcome == crate::Outcome::Denied {
-        tracing::info!(
+    let request = &review.request;
+    let namespace = request.namespace.as_deref().unwrap_or("");
+    // One line per admission at info, so what the webhook did to an object can be traced.
+    match verdict.outcome {
+        crate::Outcome::Denied => tracing::info!(
             endpoint,
-            uid = %review.request.uid,
+            uid = %request.uid,
             kind = %verdict.kind,
+            namespace,
+            name = %request.name,
             message = %verdict.response.result.message,
             "denied"
-        );
+        ),
+        crate::Outcome::Patched => tracing::info!(
+            endpoint,
+            uid = %request.uid,
+            kind = %verdict.kind,
+            namespace,
+            name = %request.name,
+            volumes = verdict.injected_volumes,
+            "patched"
+        ),
+        crate::Outcome::Allowed => tracing::info!(
+            endpoint,
+            uid = %request.uid,
+            kind = %verdict.kind,
+            namespace,
+            name = %request.name,
+            warnings = ?verdict.response.warnings.as_deref().unwrap_or_default(),
+            "allowed"
+        ),
     }
     app.metrics.observe(endpoint, &verdict, start.elapsed());
     json(StatusCode::OK, review::encode(verdict.response))
@@ -321,7 +354,9 @@ async fn inject_handler(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let template = app.template();
-    admit(&app, "inject", body, |r| inject::handle(r, &template))
+    admit(&app, "inject", body, |r| {
+        inject::handle(r, &template, &app.namespaces)
+    })
 }
 
 async fn healthz() -> &'static str {
@@ -330,15 +365,28 @@ async fn healthz() -> &'static str {
 
 async fn readyz(State(app): State<Arc<App>>) -> Response {
     let policy = app.policy();
-    let body = serde_json::json!({
-        "status": "ok",
+    let labels = app.namespaces.describe();
+    // Not ready while the policy needs namespace labels that are not known: every chaos
+    // object would be denied and no pod injected, and the body says why.
+    let waiting = policy.require_namespace_opt_in && !app.namespaces.synced();
+    let (status, state) = if waiting {
+        (StatusCode::SERVICE_UNAVAILABLE, "waiting")
+    } else {
+        (StatusCode::OK, "ok")
+    };
+    let mut body = serde_json::json!({
+        "status": state,
         "halt": policy.halt,
-        "namespaceLabels": app.namespaces.describe(),
+        "namespaceLabels": labels,
     });
-    json(
-        StatusCode::OK,
-        serde_json::to_vec(&body).unwrap_or_default(),
-    )
+    if waiting {
+        body["reason"] = serde_json::Value::String(format!(
+            "the policy requires namespace opt-in (requireNamespaceOptIn) and the namespace labels are {labels}: \
+             chaos experiments are denied and pods are not injected until they are known. Without a cluster, \
+             set requireNamespaceOptIn: false in the policy file"
+        ));
+    }
+    json(status, serde_json::to_vec(&body).unwrap_or_default())
 }
 
 async fn metrics_handler(State(app): State<Arc<App>>) -> Response {
@@ -459,6 +507,19 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         Some(path) => Template::load(path)?,
         None => Template::default(),
     };
+    for (flag, path) in [
+        ("--tls-cert", &config.tls_cert),
+        ("--tls-key", &config.tls_key),
+    ] {
+        if !path.exists() {
+            anyhow::bail!(
+                "{flag} {}: no such file. Make a CA and a serving certificate with \
+                 `faultline-certs generate --out DIR --dns NAME` and pass \
+                 --tls-cert DIR/tls.crt --tls-key DIR/tls.key",
+                path.display()
+            );
+        }
+    }
     let tls = RustlsConfig::from_pem_file(&config.tls_cert, &config.tls_key)
         .await
         .with_context(|| {

@@ -233,6 +233,9 @@ async fn serves_admission_over_tls_survives_bad_input_and_rotates_certs() {
     let (server, bundle) = start("requireNamespaceOptIn: false\n");
     let c = client(&bundle.ca_cert);
     wait_ready(&server, &c).await;
+    // Without namespace opt-in nothing waits for the API: ready at once.
+    let ready = c.get(url(&server, "/readyz")).send().await.expect("readyz");
+    assert_eq!(ready.status(), 200);
 
     // A real pod review: patched, uid echoed.
     let (status, body) = post(&c, &server, "/inject", pod_review_bytes()).await;
@@ -458,10 +461,18 @@ async fn without_the_api_pods_are_served_and_chaos_is_denied() {
     let (server, bundle) = start("");
     let c = client(&bundle.ca_cert);
     wait_ready(&server, &c).await;
+    // Pods are admitted, but not injected: their namespace's opt-in cannot be known.
     let (status, body) = post(&c, &server, "/inject", pod_review_bytes()).await;
     assert_eq!(status, 200);
     assert_eq!(body["response"]["allowed"], true);
-    assert!(body["response"]["patch"].is_string());
+    assert!(body["response"]["patch"].is_null(), "{body}");
+    assert!(
+        body["response"]["warnings"][0]
+            .as_str()
+            .unwrap_or_default()
+            .contains("are not known yet"),
+        "{body}"
+    );
     let (status, body) = post(&c, &server, "/validate", chaos_review()).await;
     assert_eq!(status, 200);
     assert_eq!(body["response"]["allowed"], false);
@@ -472,14 +483,20 @@ async fn without_the_api_pods_are_served_and_chaos_is_denied() {
         message.contains("namespace labels are not known yet"),
         "{message}"
     );
-    let ready: Value = c
-        .get(url(&server, "/readyz"))
-        .send()
-        .await
-        .expect("readyz")
-        .json()
-        .await
-        .expect("json");
+    let ready = c.get(url(&server, "/readyz")).send().await.expect("readyz");
+    assert_eq!(
+        ready.status(),
+        503,
+        "not ready while namespace labels are unknown"
+    );
+    let ready: Value = ready.json().await.expect("json");
+    assert!(
+        ready["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("requireNamespaceOptIn: false"),
+        "{ready}"
+    );
     assert!(
         ready["namespaceLabels"]
             .as_str()
@@ -538,17 +555,30 @@ fn a_bad_policy_file_stops_the_start_naming_file_and_field() {
         "{stderr}"
     );
 
-    // A missing key file is named too.
+    // A missing key file is named, with how to make one; printed once, without a backtrace
+    // even with RUST_BACKTRACE=1. `--listen localhost:PORT` is a valid address.
     let output = Command::new(env!("CARGO_BIN_EXE_faultline-webhook"))
         .args(["serve", "--tls-cert"])
         .arg(dir.path().join("tls.crt"))
         .args(["--tls-key", "/nonexistent/tls.key"])
-        .args(["--listen", &free_port().to_string()])
+        .args(["--listen", &format!("localhost:{}", free_port().port())])
         .args(["--metrics-listen", &free_port().to_string()])
+        .env("RUST_BACKTRACE", "1")
         .output()
         .expect("run");
     assert!(!output.status.success());
-    assert!(String::from_utf8_lossy(&output.stderr).contains("/nonexistent/tls.key"));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--tls-key /nonexistent/tls.key: no such file")
+            && stderr.contains("faultline-certs generate"),
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.matches("/nonexistent/tls.key").count(),
+        1,
+        "{stderr}"
+    );
+    assert!(!stderr.to_lowercase().contains("backtrace"), "{stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

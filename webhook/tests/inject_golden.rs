@@ -45,7 +45,8 @@ fn template(case: &str) -> Template {
 fn answer(pod: &Value, template: &Template) -> Value {
     let body = serde_json::to_vec(&common::pod_review(pod.clone())).expect("review json");
     let review = review::decode(&body).expect("decode");
-    let verdict = inject::handle(&review, template);
+    let namespace = review.request.namespace.clone().unwrap_or_default();
+    let verdict = inject::handle(&review, template, &common::injection_enabled(&namespace));
     common::response(&review::encode(verdict.response))
 }
 
@@ -143,9 +144,12 @@ fn golden_fixtures() {
 
 fn handle(review: &Value) -> faultline_webhook::Verdict {
     let body = serde_json::to_vec(review).expect("json");
+    let review = review::decode(&body).expect("decode");
+    let namespace = review.request.namespace.clone().unwrap_or_default();
     inject::handle(
-        &review::decode(&body).expect("decode"),
+        &review,
         &Template::default(),
+        &common::injection_enabled(&namespace),
     )
 }
 
@@ -214,4 +218,52 @@ fn reserved_names_are_denied() {
             .message
             .contains("spec.volumes[1].name")
     );
+}
+
+/// The webhook checks opt-in itself, whatever the webhook configuration's selectors: a pod
+/// without `faultline.dev/inject: "true"`, or in a namespace without
+/// `faultline.dev/injection=enabled`, is allowed unchanged with the reason as a warning.
+#[test]
+fn pods_that_did_not_opt_in_are_untouched() {
+    let mut cases = Vec::new();
+    for label in [None, Some("false"), Some("TRUE")] {
+        let mut pod = bare_pod();
+        let labels = pod["metadata"]["labels"].as_object_mut().expect("labels");
+        match label {
+            Some(v) => labels.insert("faultline.dev/inject".into(), json!(v)),
+            None => labels.remove("faultline.dev/inject"),
+        };
+        cases.push((
+            format!("pod label {label:?}"),
+            pod,
+            "shop",
+            "not labelled faultline.dev/inject",
+        ));
+    }
+    cases.push((
+        "namespace not opted in".to_owned(),
+        bare_pod(),
+        "payments",
+        "namespace \"shop\" is not labelled faultline.dev/injection=enabled",
+    ));
+    for (name, pod, enabled_namespace, reason) in cases {
+        let body = serde_json::to_vec(&common::pod_review(pod)).expect("json");
+        let review = review::decode(&body).expect("decode");
+        let verdict = inject::handle(
+            &review,
+            &Template::default(),
+            &common::injection_enabled(enabled_namespace),
+        );
+        assert_eq!(
+            verdict.outcome,
+            faultline_webhook::Outcome::Allowed,
+            "{name}"
+        );
+        assert!(verdict.response.patch.is_none(), "{name}: patched");
+        let warnings = verdict.response.warnings.unwrap_or_default();
+        assert!(
+            warnings.iter().any(|w| w.contains(reason)),
+            "{name}: {warnings:?}"
+        );
+    }
 }

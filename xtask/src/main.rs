@@ -4,7 +4,11 @@
 //!   root; cargo tools via `cargo install`), then `cargo fmt --check`, `cargo clippy -D warnings`
 //!   and the whole workspace suite (cargo-nextest if present, else `cargo test`).
 //! - `crds`  — regenerates `manifests/crds/*.yaml` from the Rust types.
-//! - `bench <crate>` — installs the benchmark tools and runs `cargo bench -p faultline-<crate>`.
+//! - `bench <crate>` — installs the tools that crate's benchmark needs and runs
+//!   `cargo bench -p faultline-<crate>`.
+//!
+//! Arguments are checked before anything is installed; `--help` on any task prints its help
+//! and does nothing else.
 //! - `deps`  — only the installation step of `test`.
 
 use std::env;
@@ -56,18 +60,15 @@ const TEST_TOOLS: &[SystemTool] = &[
     },
 ];
 
-const BENCH_TOOLS: &[SystemTool] = &[
-    SystemTool {
-        binary: "fio",
-        package: "fio",
-        why: "sidecar benchmarks",
-    },
-    SystemTool {
-        binary: "hey",
-        package: "hey",
-        why: "webhook load generation",
-    },
-];
+/// What each benchmark needs besides cargo (the webhook bench drives its own load generator).
+const SIDECAR_BENCH_TOOLS: &[SystemTool] = &[SystemTool {
+    binary: "fio",
+    package: "fio",
+    why: "sidecar benchmarks",
+}];
+
+/// The crates with benchmarks, and the system tools each needs.
+const BENCHES: &[(&str, &[SystemTool])] = &[("sidecar", SIDECAR_BENCH_TOOLS), ("webhook", &[])];
 
 /// Cargo-installed tools: (binary, crate, version, why).
 const CARGO_TOOLS: &[(&str, &str, &str, &str)] = &[(
@@ -77,19 +78,31 @@ const CARGO_TOOLS: &[(&str, &str, &str, &str)] = &[(
     "the POSIX suite run against the sidecar's FUSE mount",
 )];
 
+/// A task and its arguments, checked before anything is installed or run.
+enum Task {
+    Test(Vec<String>),
+    Deps,
+    Crds,
+    Bench {
+        krate: &'static str,
+        tools: &'static [SystemTool],
+        args: Vec<String>,
+    },
+    Help(&'static str),
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
-    let result = match args.first().map(String::as_str) {
-        Some("test") => test(&args[1..]),
-        Some("deps") => install_system(TEST_TOOLS).and_then(|()| install_cargo_tools()),
-        Some("crds") => crds(),
-        Some("bench") => bench(&args[1..]),
-        Some("-h" | "--help" | "help") | None => {
-            println!("{}", usage());
+    let result = parse(&args).and_then(|task| match task {
+        Task::Help(text) => {
+            println!("{text}");
             Ok(())
         }
-        Some(other) => Err(format!("unknown task `{other}`\n\n{}", usage())),
-    };
+        Task::Test(extra) => test(&extra),
+        Task::Deps => install_system(TEST_TOOLS).and_then(|()| install_cargo_tools()),
+        Task::Crds => crds(),
+        Task::Bench { krate, tools, args } => bench(krate, tools, &args),
+    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -99,8 +112,68 @@ fn main() -> ExitCode {
     }
 }
 
+const TEST_HELP: &str = "usage: cargo xtask test [ARGS...]\n\n\
+     Installs what the suite needs when missing (as root on Debian/Ubuntu: apt-get packages\n\
+     protobuf-compiler fuse3 containerd runc stress-ng iproute2 fio; cargo install pjdfstest),\n\
+     then runs cargo fmt --check, cargo clippy -D warnings, the doctests, pjdfstest on a raw\n\
+     directory vs a sidecar mount, and every test of the workspace. ARGS go to cargo nextest run\n\
+     (or cargo test). With CI=true a test whose prerequisite is missing fails instead of skipping.";
+const DEPS_HELP: &str = "usage: cargo xtask deps\n\n\
+     Only the installation step of `cargo xtask test`.";
+const CRDS_HELP: &str = "usage: cargo xtask crds\n\n\
+     Regenerates manifests/crds/*.yaml from the Rust types of faultline-api.";
+const BENCH_HELP: &str = "usage: cargo xtask bench <sidecar|webhook> [ARGS...]\n\n\
+     Runs `cargo bench -p faultline-<crate>` (ARGS go to cargo bench) and writes its table into\n\
+     docs/benchmarks.md. The sidecar bench needs fio (installed when missing, as root).";
+
+/// Parses the command line completely: a bad task or argument is reported before anything is
+/// installed, and `--help` anywhere prints the task's help and does nothing else.
+fn parse(args: &[String]) -> Result<Task, String> {
+    let wants_help = |rest: &[String]| rest.iter().any(|a| a == "-h" || a == "--help");
+    let no_args = |task: &str, rest: &[String]| match rest.first() {
+        Some(arg) => Err(format!(
+            "`{task}` takes no arguments, got `{arg}`\n\n{}",
+            usage()
+        )),
+        None => Ok(()),
+    };
+    let Some((task, rest)) = args.split_first() else {
+        return Ok(Task::Help(usage()));
+    };
+    match task.as_str() {
+        "-h" | "--help" | "help" => Ok(Task::Help(usage())),
+        "test" if wants_help(rest) => Ok(Task::Help(TEST_HELP)),
+        "test" => Ok(Task::Test(rest.to_vec())),
+        "deps" if wants_help(rest) => Ok(Task::Help(DEPS_HELP)),
+        "deps" => no_args("deps", rest).map(|()| Task::Deps),
+        "crds" if wants_help(rest) => Ok(Task::Help(CRDS_HELP)),
+        "crds" => no_args("crds", rest).map(|()| Task::Crds),
+        "bench" if wants_help(rest) => Ok(Task::Help(BENCH_HELP)),
+        "bench" => {
+            let names = BENCHES
+                .iter()
+                .map(|(n, _)| *n)
+                .collect::<Vec<_>>()
+                .join(", ");
+            let (name, args) = rest.split_first().ok_or_else(|| {
+                format!("bench needs a crate name: one of {names}\n\n{BENCH_HELP}")
+            })?;
+            let (krate, tools) = BENCHES
+                .iter()
+                .find(|(n, _)| n == name)
+                .ok_or_else(|| format!("no benchmarks for `{name}`: choose one of {names}"))?;
+            Ok(Task::Bench {
+                krate,
+                tools,
+                args: args.to_vec(),
+            })
+        }
+        other => Err(format!("unknown task `{other}`\n\n{}", usage())),
+    }
+}
+
 fn usage() -> &'static str {
-    "usage: cargo xtask <task>\n\n\
+    "usage: cargo xtask <task> [--help]\n\n\
      tasks:\n  \
      test [ARGS...]     install missing test dependencies, then fmt check, clippy, and the whole suite\n                     (ARGS go to nextest/cargo test)\n  \
      deps               only install the test dependencies\n  \
@@ -290,15 +363,70 @@ fn crds() -> Result<(), String> {
     run(cmd, "generate manifests/crds")
 }
 
-fn bench(args: &[String]) -> Result<(), String> {
-    let krate = args
-        .first()
-        .ok_or_else(|| format!("bench needs a crate name\n\n{}", usage()))?;
-    install_system(BENCH_TOOLS)?;
+fn bench(krate: &str, tools: &[SystemTool], args: &[String]) -> Result<(), String> {
+    install_system(tools)?;
     let mut cmd = cargo();
     cmd.args(["bench", "-p", &format!("faultline-{krate}")])
-        .args(&args[1..])
+        .args(args)
         // Benches that write a table put it in this file (their own section only).
         .env("FAULTLINE_BENCH_DOCS", root().join("docs/benchmarks.md"));
     run(cmd, &format!("cargo bench -p faultline-{krate}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(text: &str) -> Vec<String> {
+        text.split_whitespace().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn bad_arguments_are_refused_before_anything_runs() {
+        for (line, want) in [
+            (
+                "bench foo",
+                "no benchmarks for `foo`: choose one of sidecar, webhook",
+            ),
+            ("bench", "bench needs a crate name"),
+            ("deploy", "unknown task `deploy`"),
+            ("crds extra", "`crds` takes no arguments, got `extra`"),
+            ("deps --yes", "`deps` takes no arguments"),
+        ] {
+            match parse(&args(line)) {
+                Err(err) => assert!(err.contains(want), "{line}: {err}"),
+                Ok(_) => panic!("{line}: accepted"),
+            }
+        }
+    }
+
+    #[test]
+    fn help_anywhere_only_prints_help() {
+        for (line, want) in [
+            ("", "usage: cargo xtask <task>"),
+            ("--help", "usage: cargo xtask <task>"),
+            ("test --help", "usage: cargo xtask test"),
+            ("test -- --help", "usage: cargo xtask test"),
+            ("deps -h", "usage: cargo xtask deps"),
+            ("crds --help", "usage: cargo xtask crds"),
+            ("bench --help", "usage: cargo xtask bench"),
+            ("bench sidecar --help", "usage: cargo xtask bench"),
+        ] {
+            match parse(&args(line)) {
+                Ok(Task::Help(text)) => assert!(text.starts_with(want), "{line}: {text}"),
+                _ => panic!("{line}: not help"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_webhook_bench_installs_nothing() {
+        match parse(&args("bench webhook")) {
+            Ok(Task::Bench { krate, tools, .. }) => {
+                assert_eq!(krate, "webhook");
+                assert!(tools.is_empty());
+            }
+            _ => panic!("bench webhook"),
+        }
+    }
 }

@@ -108,3 +108,16 @@ fn base64_decode(s: &str) -> Vec<u8> {
     }
     out
 }
+
+/// Namespace labels where `namespace` is opted in to sidecar injection.
+pub fn injection_enabled(
+    namespace: &str,
+) -> std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>> {
+    std::collections::BTreeMap::from([(
+        namespace.to_owned(),
+        std::collections::BTreeMap::from([(
+            "faultline.dev/injection".to_owned(),
+            "enabled".to_owned(),
+        )]),
+    )])
+}
