@@ -1,10 +1,8 @@
 //! NetworkChaos: netem (delay, loss, duplicate, corrupt, rate), tbf bandwidth caps, partitions.
 
-use crate::duration::parse_duration;
-use crate::quantity::parse_rate;
 use crate::selector::PodSelector;
 use crate::status::ChaosStatus;
-use crate::validate::{self, Findings, Rule, Violation, child, in_range, index};
+use crate::validate::{self, Findings, Rule, Violation, child, index};
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -198,47 +196,6 @@ fn required(because: String) -> Rule {
     Rule::Required { because }
 }
 
-fn check_percent(f: &mut Findings, path: &str, value: &str) {
-    f.check(path, validate::parse_percent(value).map(|_| ()));
-}
-
-fn check_optional_percent(f: &mut Findings, path: &str, value: Option<&String>) {
-    if let Some(value) = value {
-        check_percent(f, path, value);
-    }
-}
-
-fn check_duration(
-    f: &mut Findings,
-    path: &str,
-    value: &str,
-    zero_ok: bool,
-) -> Option<std::time::Duration> {
-    match parse_duration(value) {
-        Ok(d) if d.is_zero() && !zero_ok => {
-            f.push(path, Rule::ZeroDuration);
-            Some(d)
-        }
-        Ok(d) => Some(d),
-        Err(err) => {
-            f.push(path, Rule::InvalidDuration(err));
-            None
-        }
-    }
-}
-
-fn check_rate(f: &mut Findings, path: &str, value: &str) {
-    if let Err(reason) = parse_rate(value) {
-        f.push(
-            path,
-            Rule::InvalidRate {
-                value: value.to_string(),
-                reason,
-            },
-        );
-    }
-}
-
 /// An external target: IP, CIDR or DNS host name.
 fn external_target(value: &str) -> Result<(), Rule> {
     let bad = || Rule::InvalidExternalTarget {
@@ -271,119 +228,21 @@ fn external_target(value: &str) -> Result<(), Rule> {
 }
 
 impl NetworkChaosSpec {
+    /// Every violation of the spec, with its field path.
     pub fn validate(&self) -> Vec<Violation> {
+        self.checked().1
+    }
+
+    /// The tc values parsed while validating, and the violations. The conversion to qdisc
+    /// parameters uses these values, so it never parses a field a second time.
+    pub(crate) fn checked(&self) -> (crate::convert::tc_values::TcValues, Vec<Violation>) {
         let mut f = Findings::default();
         self.scope.validate_at("spec", &mut f);
         let action = self.action.as_str();
         let because = |field: &str| format!("for action `{action}` ({field})");
         use NetworkChaosAction as A;
 
-        let mut latency = None;
-        if let Some(delay) = &self.delay {
-            if delay.latency.trim().is_empty() {
-                f.push("spec.delay.latency", required(because("the delay to add")));
-            } else {
-                latency = check_duration(&mut f, "spec.delay.latency", &delay.latency, true);
-            }
-            if let Some(jitter) = &delay.jitter {
-                check_duration(&mut f, "spec.delay.jitter", jitter, true);
-            }
-            check_optional_percent(&mut f, "spec.delay.correlation", delay.correlation.as_ref());
-            if let Some(reorder) = &delay.reorder {
-                if reorder.reorder.trim().is_empty() {
-                    f.push(
-                        "spec.delay.reorder.reorder",
-                        required("for reordering (the percent of packets to reorder)".into()),
-                    );
-                } else {
-                    check_percent(&mut f, "spec.delay.reorder.reorder", &reorder.reorder);
-                }
-                check_optional_percent(
-                    &mut f,
-                    "spec.delay.reorder.correlation",
-                    reorder.correlation.as_ref(),
-                );
-                if let Some(gap) = reorder.gap {
-                    f.check(
-                        "spec.delay.reorder.gap",
-                        in_range(gap.into(), 0, u32::MAX.into()),
-                    );
-                }
-                if latency.is_some_and(|l| l.is_zero()) {
-                    f.push("spec.delay.reorder", Rule::ReorderWithoutLatency);
-                }
-            }
-        }
-        for (name, payload) in [
-            (
-                "loss",
-                self.loss
-                    .as_ref()
-                    .map(|l| (&l.loss, l.correlation.as_ref())),
-            ),
-            (
-                "duplicate",
-                self.duplicate
-                    .as_ref()
-                    .map(|d| (&d.duplicate, d.correlation.as_ref())),
-            ),
-            (
-                "corrupt",
-                self.corrupt
-                    .as_ref()
-                    .map(|c| (&c.corrupt, c.correlation.as_ref())),
-            ),
-        ] {
-            if let Some((value, correlation)) = payload {
-                let path = format!("spec.{name}.{name}");
-                if value.trim().is_empty() {
-                    f.push(
-                        path,
-                        required(format!("when `{name}` is set (the percent of packets)")),
-                    );
-                } else {
-                    check_percent(&mut f, &path, value);
-                }
-                check_optional_percent(&mut f, &format!("spec.{name}.correlation"), correlation);
-            }
-        }
-        if let Some(rate) = &self.rate {
-            if rate.rate.trim().is_empty() {
-                f.push("spec.rate.rate", required("when `rate` is set".into()));
-            } else {
-                check_rate(&mut f, "spec.rate.rate", &rate.rate);
-            }
-        }
-        if let Some(bw) = &self.bandwidth {
-            if bw.rate.trim().is_empty() {
-                f.push(
-                    "spec.bandwidth.rate",
-                    required("for a bandwidth cap".into()),
-                );
-            } else {
-                check_rate(&mut f, "spec.bandwidth.rate", &bw.rate);
-            }
-            f.check(
-                "spec.bandwidth.limit",
-                in_range(bw.limit.into(), 1, u32::MAX.into()),
-            );
-            f.check(
-                "spec.bandwidth.buffer",
-                in_range(bw.buffer.into(), 1, u32::MAX.into()),
-            );
-            if let Some(peak) = bw.peakrate {
-                f.check(
-                    "spec.bandwidth.peakrate",
-                    in_range(peak.into(), 8, (u64::MAX / 2).into()),
-                );
-            }
-            if let Some(minburst) = bw.minburst {
-                f.check(
-                    "spec.bandwidth.minburst",
-                    in_range(minburst.into(), 1, u32::MAX.into()),
-                );
-            }
-        }
+        let tc = crate::convert::tc_values::check(self, &mut f);
 
         match self.action {
             A::Netem
@@ -463,7 +322,7 @@ impl NetworkChaosSpec {
         if let Some(duration) = &self.duration {
             crate::iorule::check_positive_duration(&mut f, "spec.duration", duration);
         }
-        f.into_vec()
+        (tc, f.into_vec())
     }
 }
 

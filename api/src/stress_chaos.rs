@@ -1,6 +1,6 @@
 //! StressChaos: CPU and memory stress (stress-ng) inside the target containers' cgroups.
 
-use crate::quantity::parse_memory_size;
+use crate::quantity::{MemorySize, parse_memory_size};
 use crate::selector::{PodSelector, validate_container_names};
 use crate::status::ChaosStatus;
 use crate::validate::{Findings, Rule, Violation, child, in_range, index};
@@ -143,8 +143,40 @@ fn check_options(path: &str, options: &[String], f: &mut Findings) {
     }
 }
 
+/// The memory stressor's values, parsed while validating (see [`StressChaosSpec::checked`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct MemoryValues {
+    pub workers: u32,
+    pub size: MemorySize,
+    pub oom_score_adj: Option<i32>,
+}
+
+fn int_in<T: TryFrom<i64>>(
+    f: &mut Findings,
+    path: &str,
+    value: i64,
+    min: i64,
+    max: i64,
+) -> Option<T> {
+    match in_range(value.into(), min.into(), max.into()) {
+        Ok(()) => T::try_from(value).ok(),
+        Err(rule) => {
+            f.push(path, rule);
+            None
+        }
+    }
+}
+
 impl StressChaosSpec {
+    /// Every violation of the spec, with its field path.
     pub fn validate(&self) -> Vec<Violation> {
+        self.checked().1
+    }
+
+    /// The memory stressor's values parsed while validating (when it is present and valid), and
+    /// the violations. The stress-ng conversion uses these values instead of parsing again.
+    pub(crate) fn checked(&self) -> (Option<MemoryValues>, Vec<Violation>) {
+        let mut memory = None;
         let mut f = Findings::default();
         self.scope.validate_at("spec", &mut f);
         validate_container_names("spec.containerNames", &self.container_names, &mut f);
@@ -188,13 +220,16 @@ impl StressChaosSpec {
             check_options("spec.stressors.cpu.options", &cpu.options, &mut f);
         }
         if let Some(mem) = self.stressors.as_ref().and_then(|s| s.memory.as_ref()) {
-            f.check(
+            let workers = int_in(
+                &mut f,
                 "spec.stressors.memory.workers",
-                in_range(mem.workers.into(), 1, MAX_WORKERS.into()),
+                mem.workers,
+                1,
+                MAX_WORKERS,
             );
-            match &mem.size {
-                Some(size) => {
-                    if let Err(reason) = parse_memory_size(size) {
+            let size = match &mem.size {
+                Some(size) => parse_memory_size(size)
+                    .map_err(|reason| {
                         f.push(
                             "spec.stressors.memory.size",
                             Rule::InvalidSize {
@@ -202,26 +237,42 @@ impl StressChaosSpec {
                                 reason,
                             },
                         );
-                    }
+                    })
+                    .ok(),
+                None => {
+                    f.push(
+                        "spec.stressors.memory.size",
+                        Rule::Required {
+                            because: "for the memory stressor (how much memory to occupy)".into(),
+                        },
+                    );
+                    None
                 }
-                None => f.push(
-                    "spec.stressors.memory.size",
-                    Rule::Required {
-                        because: "for the memory stressor (how much memory to occupy)".into(),
-                    },
-                ),
-            }
-            if let Some(adj) = mem.oom_score_adj {
-                f.check(
+            };
+            let oom_score_adj = match mem.oom_score_adj {
+                Some(adj) => int_in(
+                    &mut f,
                     "spec.stressors.memory.oomScoreAdj",
-                    in_range(adj.into(), -1000, 1000),
-                );
-            }
+                    adj,
+                    -1000,
+                    1000,
+                )
+                .map(Some),
+                None => Some(None),
+            };
             check_options("spec.stressors.memory.options", &mem.options, &mut f);
+            if let (Some(workers), Some(size), Some(oom_score_adj)) = (workers, size, oom_score_adj)
+            {
+                memory = Some(MemoryValues {
+                    workers,
+                    size,
+                    oom_score_adj,
+                });
+            }
         }
         if let Some(duration) = &self.duration {
             crate::iorule::check_positive_duration(&mut f, &child("spec", "duration"), duration);
         }
-        f.into_vec()
+        (memory, f.into_vec())
     }
 }

@@ -5,10 +5,8 @@
 //! bytes per second (`TCA_NETEM_RATE64`, `TCA_TBF_RATE64`). No floats: percentages are parsed as
 //! exact decimals.
 
-use crate::duration::parse_duration;
 use crate::network_chaos::{Direction, NetworkChaosAction, NetworkChaosSpec};
-use crate::quantity::parse_rate;
-use crate::validate::{Violation, parse_percent};
+use crate::validate::{Rule, Violation};
 use serde::{Deserialize, Serialize};
 
 /// `tc`'s default netem queue limit, in packets.
@@ -65,21 +63,10 @@ pub fn probability(micro_percent: u64) -> u32 {
     u32::try_from(scaled).unwrap_or(u32::MAX)
 }
 
-fn prob(value: Option<&String>) -> u32 {
-    value
-        .and_then(|v| parse_percent(v).ok())
-        .map_or(0, probability)
-}
-
-fn nanos(value: Option<&str>) -> u64 {
-    value
-        .and_then(|v| parse_duration(v).ok())
-        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-}
-
-/// Converts a NetworkChaos spec. Fails with every violation when the spec is invalid.
+/// Converts a NetworkChaos spec. Fails with every violation when the spec is invalid; otherwise
+/// builds the parameters from the values validation parsed.
 pub fn network_fault(spec: &NetworkChaosSpec) -> Result<NetworkFault, Vec<Violation>> {
-    let violations = spec.validate();
+    let (tc, violations) = spec.checked();
     if !violations.is_empty() {
         return Err(violations);
     }
@@ -89,50 +76,44 @@ pub fn network_fault(spec: &NetworkChaosSpec) -> Result<NetworkFault, Vec<Violat
             direction: spec.direction.unwrap_or(Direction::To),
             external_targets: spec.external_targets.clone(),
         },
-        A::Bandwidth => {
-            // validate() guarantees the bandwidth block and its ranges.
-            let bw = spec.bandwidth.as_ref().ok_or_else(Vec::new)?;
-            NetworkFault::Bandwidth(TbfParams {
-                rate_bytes_per_sec: parse_rate(&bw.rate).unwrap_or(0),
-                limit_bytes: u32::try_from(bw.limit).unwrap_or(u32::MAX),
-                burst_bytes: u32::try_from(bw.buffer).unwrap_or(u32::MAX),
-                // tc reads a bare peakrate as bits per second.
-                peakrate_bytes_per_sec: bw.peakrate.map(|bits| bits / 8),
-                minburst_bytes: bw.minburst.map(|m| u32::try_from(m).unwrap_or(u32::MAX)),
-            })
-        }
+        A::Bandwidth => NetworkFault::Bandwidth(tc.bandwidth.ok_or_else(|| {
+            vec![Violation::new(
+                "spec.bandwidth",
+                Rule::Required {
+                    because: "for action `bandwidth` (the cap)".into(),
+                },
+            )]
+        })?),
         action => {
             let wants = |a: A| action == A::Netem || action == a;
             let mut p = NetemParams {
                 limit_packets: DEFAULT_NETEM_LIMIT,
                 ..NetemParams::default()
             };
-            if let Some(delay) = spec.delay.as_ref().filter(|_| wants(A::Delay)) {
-                p.latency_ns = nanos(Some(&delay.latency));
-                p.jitter_ns = nanos(delay.jitter.as_deref());
-                p.delay_correlation = prob(delay.correlation.as_ref());
-                if let Some(reorder) = &delay.reorder {
-                    p.reorder = prob(Some(&reorder.reorder));
-                    p.reorder_correlation = prob(reorder.correlation.as_ref());
-                    // tc turns reordering with no gap into gap 1.
-                    let gap = reorder.gap.and_then(|g| u32::try_from(g).ok()).unwrap_or(0);
-                    p.gap = if p.reorder > 0 { gap.max(1) } else { gap };
+            if let Some(delay) = tc.delay.filter(|_| wants(A::Delay)) {
+                p.latency_ns = delay.latency_ns;
+                p.jitter_ns = delay.jitter_ns;
+                p.delay_correlation = delay.correlation;
+                if let Some(reorder) = delay.reorder {
+                    p.reorder = reorder.probability;
+                    p.reorder_correlation = reorder.correlation;
+                    p.gap = reorder.gap;
                 }
             }
-            if let Some(loss) = spec.loss.as_ref().filter(|_| wants(A::Loss)) {
-                p.loss = prob(Some(&loss.loss));
-                p.loss_correlation = prob(loss.correlation.as_ref());
+            if let Some(loss) = tc.loss.filter(|_| wants(A::Loss)) {
+                p.loss = loss.probability;
+                p.loss_correlation = loss.correlation;
             }
-            if let Some(dup) = spec.duplicate.as_ref().filter(|_| wants(A::Duplicate)) {
-                p.duplicate = prob(Some(&dup.duplicate));
-                p.duplicate_correlation = prob(dup.correlation.as_ref());
+            if let Some(dup) = tc.duplicate.filter(|_| wants(A::Duplicate)) {
+                p.duplicate = dup.probability;
+                p.duplicate_correlation = dup.correlation;
             }
-            if let Some(corrupt) = spec.corrupt.as_ref().filter(|_| wants(A::Corrupt)) {
-                p.corrupt = prob(Some(&corrupt.corrupt));
-                p.corrupt_correlation = prob(corrupt.correlation.as_ref());
+            if let Some(corrupt) = tc.corrupt.filter(|_| wants(A::Corrupt)) {
+                p.corrupt = corrupt.probability;
+                p.corrupt_correlation = corrupt.correlation;
             }
-            if let Some(rate) = spec.rate.as_ref().filter(|_| wants(A::Rate)) {
-                p.rate_bytes_per_sec = parse_rate(&rate.rate).unwrap_or(0);
+            if let Some(rate) = tc.rate.filter(|_| wants(A::Rate)) {
+                p.rate_bytes_per_sec = rate;
             }
             NetworkFault::Netem(p)
         }

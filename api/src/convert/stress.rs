@@ -5,9 +5,9 @@
 //! passes in — the daemon passes the target container's cgroup limit, or the node's memory when
 //! the container has none — so the result does not depend on where stress-ng happens to run.
 
-use crate::quantity::{MemorySize, parse_memory_size};
+use crate::quantity::MemorySize;
 use crate::stress_chaos::StressChaosSpec;
-use crate::validate::Violation;
+use crate::validate::{Rule, Violation};
 use serde::{Deserialize, Serialize};
 
 /// What the daemon runs: `stress-ng <args>` with the given oom_score_adj.
@@ -32,7 +32,7 @@ pub fn stress_plan(
     spec: &StressChaosSpec,
     memory_total_bytes: u64,
 ) -> Result<StressPlan, Vec<Violation>> {
-    let violations = spec.validate();
+    let (memory, violations) = spec.checked();
     if !violations.is_empty() {
         return Err(violations);
     }
@@ -58,26 +58,31 @@ pub fn stress_plan(
         push_options(&mut args, &cpu.options);
     }
     if let Some(mem) = &stressors.memory {
-        let workers = u64::try_from(mem.workers).unwrap_or(1).max(1);
-        let total = match mem.size.as_deref().map(parse_memory_size) {
-            Some(Ok(MemorySize::Bytes(b))) => b,
-            Some(Ok(MemorySize::Percent(p))) => {
+        let values = memory.ok_or_else(|| {
+            vec![Violation::new(
+                "spec.stressors.memory",
+                Rule::Required {
+                    because: "a valid memory stressor (workers and size)".into(),
+                },
+            )]
+        })?;
+        let total = match values.size {
+            MemorySize::Bytes(b) => b,
+            MemorySize::Percent(p) => {
                 u64::try_from(u128::from(memory_total_bytes) * u128::from(p) / 100)
                     .unwrap_or(u64::MAX)
             }
-            // validate() rejected anything else.
-            _ => 0,
         };
-        let per_worker = total.div_ceil(workers);
+        let per_worker = total.div_ceil(u64::from(values.workers));
         args.extend([
             "--vm".to_string(),
-            workers.to_string(),
+            values.workers.to_string(),
             "--vm-bytes".to_string(),
             format!("{per_worker}b"),
             "--vm-keep".to_string(),
         ]);
         push_options(&mut args, &mem.options);
-        oom_score_adj = mem.oom_score_adj.and_then(|a| i32::try_from(a).ok());
+        oom_score_adj = values.oom_score_adj;
     }
     Ok(StressPlan {
         args,
