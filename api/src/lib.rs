@@ -22,6 +22,7 @@
 
 pub mod duration;
 pub mod iorule;
+pub mod rpc;
 pub mod validate;
 
 #[cfg(feature = "crd")]
