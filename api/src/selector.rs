@@ -123,6 +123,32 @@ impl PodSelector {
             .collect()
     }
 
+    /// Each namespace this selector reaches with the field path that names it (`selector`
+    /// lives at `path`): `namespaces[i]`, the keys of `pods` (`pods["shop"]`), or — when neither
+    /// is set — `own`, the experiment's namespace, reported at `namespaces`.
+    pub fn namespace_fields(&self, path: &str, own: &str) -> Vec<(String, String)> {
+        let selector = child(path, "selector");
+        let namespaces = child(&selector, "namespaces");
+        let pods = child(&selector, "pods");
+        let mut out: Vec<(String, String)> = self
+            .selector
+            .namespaces
+            .iter()
+            .enumerate()
+            .map(|(i, ns)| (index(&namespaces, i), ns.clone()))
+            .chain(
+                self.selector
+                    .pods
+                    .keys()
+                    .map(|ns| (key(&pods, ns), ns.clone())),
+            )
+            .collect();
+        if out.is_empty() {
+            out.push((namespaces, own.to_owned()));
+        }
+        out
+    }
+
     /// Fills an empty namespace list with `namespace`, unless exact `pods` already say where.
     pub fn default_namespace(&mut self, namespace: &str) {
         if self.selector.namespaces.is_empty() && self.selector.pods.is_empty() {

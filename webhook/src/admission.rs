@@ -124,20 +124,11 @@ fn parse(
 /// The namespaces each selector can reach, with the JSON path naming each one. A selector with
 /// neither `namespaces` nor `pods` reaches the object's own namespace.
 fn target_namespaces(chaos: &AnyChaos, own: &str) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    for (path, selector) in chaos.selectors() {
-        let spec = &selector.selector;
-        for (i, ns) in spec.namespaces.iter().enumerate() {
-            out.push((format!("{path}.selector.namespaces[{i}]"), ns.clone()));
-        }
-        for ns in spec.pods.keys() {
-            out.push((format!("{path}.selector.pods.{ns}"), ns.clone()));
-        }
-        if spec.namespaces.is_empty() && spec.pods.is_empty() {
-            out.push((format!("{path}.selector.namespaces"), own.to_owned()));
-        }
-    }
-    out
+    chaos
+        .selectors()
+        .into_iter()
+        .flat_map(|(path, selector)| selector.namespace_fields(&path, own))
+        .collect()
 }
 
 /// Policy rules for a new experiment; `Err` = the namespace labels are not known.

@@ -107,7 +107,7 @@ fn protected_namespaces_are_denied_wherever_they_appear() {
     chaos["spec"]["selector"] = json!({"pods": {"faultline-system": ["controller-0"]}});
     let (_, response) = validate(chaos);
     assert!(
-        message(&response).contains("spec.selector.pods.faultline-system: "),
+        message(&response).contains("spec.selector.pods[\"faultline-system\"]: "),
         "{response}"
     );
 
