@@ -218,7 +218,7 @@ impl AnyChaos {
         value.unwrap_or(serde_json::Value::Null)
     }
 
-    pub fn metadata(&self) -> &kube::api::ObjectMeta {
+    pub fn metadata(&self) -> &kube::core::ObjectMeta {
         match self {
             AnyChaos::Pod(c) => c.meta(),
             AnyChaos::Network(c) => c.meta(),
