@@ -6,6 +6,7 @@
 //!   for the webhook (valid for the given DNS names and IP addresses, `serverAuth`) and a
 //!   **client certificate** for the controller's mTLS connection to the daemon (`clientAuth`).
 //!   All keys are ECDSA P-256, all files PEM.
+//! * [`generate_key`] makes a lone private key (for signing service-account tokens).
 //! * [`write_bundle`] writes them as `ca.crt`, `ca.key`, `tls.crt`, `tls.key`, `client.crt`,
 //!   `client.key` (the names Kubernetes `kubernetes.io/tls` secrets use). Keys are created with
 //!   mode `0600`, certificates `0644`. Each file is written to a temporary name in the same
@@ -19,6 +20,8 @@
 //!
 //! ```text
 //! faultline-certs generate --out DIR --dns NAME... [--ip IP...] [--days N] [--client-name CN]
+//!                          [--client-org O]
+//! faultline-certs key --out FILE            # and FILE.pub
 //! faultline-certs ca-bundle --ca ca.crt FILE...
 //! ```
 //!
@@ -53,6 +56,9 @@ pub const TLS_KEY: &str = "tls.key";
 pub const CLIENT_CERT: &str = "client.crt";
 /// Client key file name.
 pub const CLIENT_KEY: &str = "client.key";
+
+/// The organization of the CA and, unless told otherwise, of every leaf certificate.
+pub const ORGANIZATION: &str = "Faultline";
 
 /// Everything that can go wrong here; every variant names what it is about.
 #[derive(Debug, thiserror::Error)]
@@ -142,6 +148,9 @@ pub struct GenerateOptions {
     pub days: u32,
     /// Common name of the client certificate.
     pub client_name: String,
+    /// Organization of the client certificate (Kubernetes reads it as the user's group, e.g.
+    /// `system:masters` for an API server admin).
+    pub client_organization: String,
 }
 
 impl GenerateOptions {
@@ -152,6 +161,7 @@ impl GenerateOptions {
             ips: Vec::new(),
             days: 365,
             client_name: "faultline-controller".to_owned(),
+            client_organization: ORGANIZATION.to_owned(),
         }
     }
 }
@@ -211,7 +221,7 @@ pub fn generate(opts: &GenerateOptions) -> Result<Bundle, CertError> {
     );
     ca_params
         .distinguished_name
-        .push(DnType::OrganizationName, "Faultline");
+        .push(DnType::OrganizationName, ORGANIZATION);
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     ca_params.key_usages = vec![
         KeyUsagePurpose::KeyCertSign,
@@ -254,6 +264,13 @@ pub fn generate(opts: &GenerateOptions) -> Result<Bundle, CertError> {
 
     // The client certificate.
     let mut client_params = leaf_params(&opts.client_name, not_before, not_after);
+    client_params.distinguished_name = rcgen::DistinguishedName::new();
+    client_params
+        .distinguished_name
+        .push(DnType::CommonName, opts.client_name.as_str());
+    client_params
+        .distinguished_name
+        .push(DnType::OrganizationName, opts.client_organization.as_str());
     client_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     let client_key = KeyPair::generate().map_err(gen_err("client key"))?;
     let client_cert = client_params
@@ -282,12 +299,39 @@ fn leaf_params(
         .push(DnType::CommonName, common_name);
     params
         .distinguished_name
-        .push(DnType::OrganizationName, "Faultline");
+        .push(DnType::OrganizationName, ORGANIZATION);
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.use_authority_key_identifier_extension = true;
     params.not_before = not_before;
     params.not_after = not_after;
     params
+}
+
+/// A lone key pair, PEM: see [`generate_key`].
+#[derive(Clone)]
+pub struct LoneKey {
+    /// The private key (PKCS#8).
+    pub private_key: String,
+    /// Its public key (SubjectPublicKeyInfo, `PUBLIC KEY`).
+    pub public_key: String,
+}
+
+/// A new ECDSA P-256 key pair with no certificate: e.g. the key kube-apiserver signs
+/// service-account tokens with (`--service-account-signing-key-file` takes the private key,
+/// `--service-account-key-file` the public one).
+pub fn generate_key() -> Result<LoneKey, CertError> {
+    let key = KeyPair::generate().map_err(gen_err("private key"))?;
+    Ok(LoneKey {
+        private_key: key.serialize_pem(),
+        public_key: key.public_key_pem(),
+    })
+}
+
+/// Where `faultline-certs key --out FILE` writes the public key: `FILE.pub`.
+pub fn public_key_path(private_key: &Path) -> PathBuf {
+    let mut name = private_key.as_os_str().to_owned();
+    name.push(".pub");
+    PathBuf::from(name)
 }
 
 /// Writes the bundle into `dir` (created if missing). Keys get mode 0600, certificates 0644;
@@ -623,6 +667,44 @@ mod tests {
         let mut opts = GenerateOptions::new(vec!["a.b".into()]);
         opts.days = 0;
         assert!(matches!(generate(&opts), Err(CertError::Days(0))));
+    }
+
+    fn der(pem: &str) -> Vec<u8> {
+        let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        base64::engine::general_purpose::STANDARD
+            .decode(body)
+            .expect("PEM body is base64")
+    }
+
+    fn contains(haystack: &[u8], needle: &str) -> bool {
+        haystack
+            .windows(needle.len())
+            .any(|w| w == needle.as_bytes())
+    }
+
+    #[test]
+    fn client_organization_is_the_client_subject_organization() {
+        let mut opts = GenerateOptions::new(vec!["localhost".into()]);
+        let b = generate(&opts).expect("generate");
+        assert!(!contains(&der(&b.client_cert), "system:masters"));
+        opts.client_name = "faultline-admin".into();
+        opts.client_organization = "system:masters".into();
+        let b = generate(&opts).expect("generate");
+        let client = der(&b.client_cert);
+        assert!(contains(&client, "system:masters"));
+        assert!(contains(&client, "faultline-admin"));
+        assert!(!contains(&der(&b.tls_cert), "system:masters"));
+    }
+
+    #[test]
+    fn a_lone_key_is_a_new_pkcs8_key() {
+        let a = generate_key().expect("key");
+        let b = generate_key().expect("key");
+        assert!(a.private_key.starts_with("-----BEGIN PRIVATE KEY-----"));
+        assert!(a.public_key.starts_with("-----BEGIN PUBLIC KEY-----"));
+        assert_ne!(a.private_key, b.private_key);
+        let parsed = KeyPair::from_pem(&a.private_key).expect("the key parses back");
+        assert_eq!(parsed.public_key_pem(), a.public_key);
     }
 
     #[test]

@@ -34,10 +34,21 @@ enum Command {
         /// Common name of the client certificate.
         #[arg(long, default_value = "faultline-controller")]
         client_name: String,
+        /// Organization of the client certificate (Kubernetes reads it as the user's group).
+        #[arg(long, default_value = faultline_certs::ORGANIZATION)]
+        client_org: String,
         /// Replace a CA that --out already holds (every caBundle that trusts it must then be
         /// updated).
         #[arg(long)]
         force: bool,
+    },
+    /// Write a new private key (ECDSA P-256, PKCS#8 PEM, mode 0600) with no certificate, and
+    /// its public key beside it (FILE.pub), e.g. the key kube-apiserver signs service-account
+    /// tokens with.
+    Key {
+        /// The private key file to write; refused when it or FILE.pub exists.
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Set clientConfig.caBundle on every webhook of every (Validating|Mutating)WebhookConfiguration
     /// in the given multi-document YAML files, in place.
@@ -70,6 +81,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             ip,
             days,
             client_name,
+            client_org,
             force,
         } => {
             if !force {
@@ -80,6 +92,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 ips: ip,
                 days,
                 client_name,
+                client_organization: client_org,
             };
             let bundle = faultline_certs::generate(&opts)?;
             faultline_certs::write_bundle(&bundle, &out)
@@ -87,6 +100,25 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!(
                 "wrote CA, serving and client certificates to {}",
                 out.display()
+            );
+        }
+        Command::Key { out } => {
+            let public = faultline_certs::public_key_path(&out);
+            for file in [&out, &public] {
+                if file.exists() {
+                    bail!(
+                        "{} exists: a new key would invalidate what the old one signed",
+                        file.display()
+                    );
+                }
+            }
+            let key = faultline_certs::generate_key()?;
+            faultline_certs::write_atomic(&out, key.private_key.as_bytes(), 0o600)?;
+            faultline_certs::write_atomic(&public, key.public_key.as_bytes(), 0o644)?;
+            println!(
+                "wrote a private key to {} and its public key to {}",
+                out.display(),
+                public.display()
             );
         }
         Command::CaBundle { ca, files } => {

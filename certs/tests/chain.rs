@@ -218,9 +218,37 @@ fn cli_help_lists_the_subcommands() {
     assert!(output.status.success());
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(
-        text.contains("generate") && text.contains("ca-bundle"),
+        text.contains("generate") && text.contains("ca-bundle") && text.contains("key"),
         "{text}"
     );
+}
+
+#[test]
+fn cli_key_writes_a_private_key_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("sa.key");
+    let run = || {
+        Command::new(env!("CARGO_BIN_EXE_faultline-certs"))
+            .args(["key", "--out"])
+            .arg(&out)
+            .output()
+            .expect("run faultline-certs key")
+    };
+    let first = run();
+    assert!(first.status.success(), "{first:?}");
+    let text = std::fs::read_to_string(&out).expect("key file");
+    assert!(text.starts_with("-----BEGIN PRIVATE KEY-----"), "{text}");
+    let mode = std::fs::metadata(&out).expect("stat").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let public = std::fs::read_to_string(dir.path().join("sa.key.pub")).expect("public key");
+    assert!(public.starts_with("-----BEGIN PUBLIC KEY-----"), "{public}");
+    let second = run();
+    assert!(!second.status.success());
+    assert!(
+        String::from_utf8_lossy(&second.stderr).contains("exists"),
+        "{second:?}"
+    );
+    assert_eq!(std::fs::read_to_string(&out).expect("key file"), text);
 }
 
 #[test]

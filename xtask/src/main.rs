@@ -10,10 +10,13 @@
 //! Arguments are checked before anything is installed; `--help` on any task prints its help
 //! and does nothing else.
 //! - `deps`  — only the installation step of `test`.
+//! - `cluster build|up|down|env` — a real kube-apiserver + etcd on loopback (`xtask::cluster`).
 
 use std::env;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
+
+use xtask::cluster;
 
 /// A system tool the suite or the build needs, and the Debian package that brings it.
 struct SystemTool {
@@ -88,6 +91,7 @@ enum Task {
         tools: &'static [SystemTool],
         args: Vec<String>,
     },
+    Cluster(cluster::Task),
     Help(&'static str),
 }
 
@@ -102,6 +106,7 @@ fn main() -> ExitCode {
         Task::Deps => install_system(TEST_TOOLS).and_then(|()| install_cargo_tools()),
         Task::Crds => crds(),
         Task::Bench { krate, tools, args } => bench(krate, tools, &args),
+        Task::Cluster(task) => cluster::run(&root(), task),
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -168,6 +173,10 @@ fn parse(args: &[String]) -> Result<Task, String> {
                 args: args.to_vec(),
             })
         }
+        "cluster" => match cluster::parse(rest, &root().join("target/faultline-cluster"))? {
+            cluster::Task::Help(text) => Ok(Task::Help(text)),
+            task => Ok(Task::Cluster(task)),
+        },
         other => Err(format!("unknown task `{other}`\n\n{}", usage())),
     }
 }
@@ -178,7 +187,8 @@ fn usage() -> &'static str {
      test [ARGS...]     install missing test dependencies, then fmt check, clippy, and the whole suite\n                     (ARGS go to nextest/cargo test)\n  \
      deps               only install the test dependencies\n  \
      crds               regenerate manifests/crds/*.yaml from the Rust types\n  \
-     bench <crate>      run the benchmarks of faultline-<crate> (sidecar, webhook)"
+     bench <crate>      run the benchmarks of faultline-<crate> (sidecar, webhook)\n  \
+     cluster <action>   build|up|down|env: a real kube-apiserver + etcd on 127.0.0.1 for tests and demos"
 }
 
 fn root() -> PathBuf {
@@ -392,6 +402,8 @@ mod tests {
             ("deploy", "unknown task `deploy`"),
             ("crds extra", "`crds` takes no arguments, got `extra`"),
             ("deps --yes", "`deps` takes no arguments"),
+            ("cluster", "cluster needs an action"),
+            ("cluster stop", "unknown cluster action `stop`"),
         ] {
             match parse(&args(line)) {
                 Err(err) => assert!(err.contains(want), "{line}: {err}"),
@@ -411,6 +423,8 @@ mod tests {
             ("crds --help", "usage: cargo xtask crds"),
             ("bench --help", "usage: cargo xtask bench"),
             ("bench sidecar --help", "usage: cargo xtask bench"),
+            ("cluster --help", "usage: cargo xtask cluster"),
+            ("cluster up --help", "usage: cargo xtask cluster"),
         ] {
             match parse(&args(line)) {
                 Ok(Task::Help(text)) => assert!(text.starts_with(want), "{line}: {text}"),
