@@ -3,11 +3,23 @@
 //! A rule is the shape of one IOChaos action, with the path made relative to the FUSE mount root:
 //! `{"type": "latency", "path": "logs/**", "methods": ["read"], "percent": 50, "latency": "10ms"}`.
 //! This module has no Kubernetes dependency, so the sidecar links it without kube.
+//!
+//! Rules from the wire are read by [`parse_rule`] / [`parse_rules`] (module `wire`): unknown
+//! fields are errors, every problem is reported at once with its path, errnos may be names and
+//! permission bits octal strings. `Deserialize` for [`IoRule`] uses the same strict reader.
+
+mod problem;
+mod reader;
+mod wire;
 
 use crate::duration::parse_duration;
 use crate::validate::{self, Findings, Rule, Violation, child, index};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
+
+pub use problem::{FieldError, Problem, describe, parse_mode};
+pub use reader::Reader;
+pub use wire::{parse_rule, parse_rules, read_rule, read_rules};
 
 /// What a matching operation suffers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -250,8 +262,9 @@ pub fn compile_glob(pattern: &str) -> Result<globset::GlobMatcher, Rule> {
     build_glob(pattern).map(|glob| glob.compile_matcher())
 }
 
-/// One fault rule of the sidecar (DESIGN.md §4).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One fault rule of the sidecar (DESIGN.md §4). Deserializing is strict (see [`parse_rule`]):
+/// unknown fields, wrong types and out-of-range numbers are errors.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct IoRule {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -290,8 +303,17 @@ impl IoRule {
 
     /// Every violation, with paths under `path` (e.g. `rules[3]`).
     pub fn validate_at(&self, path: &str, findings: &mut Findings) {
-        let because =
-            |field: &str| format!("for a rule of type `{}` ({field})", self.kind.as_str());
+        self.validate_as(Some(self.kind), path, findings);
+    }
+
+    /// [`IoRule::validate_at`] for a rule of type `kind`; `None` when the type itself was
+    /// invalid: then the payloads present are checked and none is required.
+    pub(crate) fn validate_as(
+        &self,
+        kind: Option<IoFaultType>,
+        path: &str,
+        findings: &mut Findings,
+    ) {
         if let Some(id) = &self.id
             && (id.is_empty() || id.len() > 128 || id.chars().any(char::is_control))
         {
@@ -327,55 +349,88 @@ impl IoRule {
         if let Some(ttl) = &self.ttl {
             check_positive_duration(findings, &child(path, "ttl"), ttl);
         }
-        match self.kind {
-            IoFaultType::Latency => match &self.latency {
-                Some(latency) => {
-                    check_positive_duration(findings, &child(path, "latency"), latency)
-                }
-                None => findings.push(
-                    child(path, "latency"),
-                    Rule::Required {
-                        because: because("the delay"),
+        self.validate_payloads(kind, path, findings);
+    }
+
+    /// Each type's payload: required for its own type, refused on another (a `latency` on a
+    /// fault rule would be ignored, and the rule would not do what its author meant).
+    fn validate_payloads(&self, kind: Option<IoFaultType>, path: &str, findings: &mut Findings) {
+        let payloads = [
+            (
+                IoFaultType::Latency,
+                "latency",
+                self.latency.is_some(),
+                "the delay",
+            ),
+            (
+                IoFaultType::Fault,
+                "faults",
+                !self.faults.is_empty(),
+                "the errnos",
+            ),
+            (
+                IoFaultType::AttrOverride,
+                "attr",
+                self.attr.is_some(),
+                "the attributes",
+            ),
+            (
+                IoFaultType::Mistake,
+                "mistake",
+                self.mistake.is_some(),
+                "the corruption",
+            ),
+        ];
+        for (owner, field, present, what) in payloads {
+            let at = child(path, field);
+            match kind {
+                Some(kind) if kind != owner && present => findings.push(
+                    at,
+                    Rule::Forbidden {
+                        because: format!(
+                            "for a rule of type `{}` (only `{}` rules take it)",
+                            kind.as_str(),
+                            owner.as_str()
+                        ),
                     },
                 ),
-            },
-            IoFaultType::Fault => {
-                if self.faults.is_empty() {
-                    findings.push(
-                        child(path, "faults"),
-                        Rule::Required {
-                            because: because("the errnos"),
-                        },
-                    );
-                }
-                for (i, fault) in self.faults.iter().enumerate() {
-                    findings.check(
-                        child(&index(&child(path, "faults"), i), "errno"),
-                        validate::errno(fault.errno),
-                    );
-                }
-                if !self.faults.is_empty() && self.faults.iter().all(|f| f.weight == 0) {
-                    findings.push(child(path, "faults"), Rule::ZeroWeights);
+                Some(kind) if kind == owner && !present => findings.push(
+                    at,
+                    Rule::Required {
+                        because: format!("for a rule of type `{}` ({what})", kind.as_str()),
+                    },
+                ),
+                _ if present => self.validate_payload(owner, &at, findings),
+                _ => {}
+            }
+        }
+    }
+
+    fn validate_payload(&self, owner: IoFaultType, at: &str, findings: &mut Findings) {
+        match owner {
+            IoFaultType::Latency => {
+                if let Some(latency) = &self.latency {
+                    check_positive_duration(findings, at, latency);
                 }
             }
-            IoFaultType::AttrOverride => match &self.attr {
-                Some(attr) => attr.validate_at(&child(path, "attr"), findings),
-                None => findings.push(
-                    child(path, "attr"),
-                    Rule::Required {
-                        because: because("the attributes"),
-                    },
-                ),
-            },
-            IoFaultType::Mistake => match &self.mistake {
-                Some(mistake) => mistake.validate_at(&child(path, "mistake"), findings),
-                None => findings.push(
-                    child(path, "mistake"),
-                    Rule::Required {
-                        because: because("the corruption"),
-                    },
-                ),
-            },
+            IoFaultType::Fault => {
+                for (i, fault) in self.faults.iter().enumerate() {
+                    findings.check(child(&index(at, i), "errno"), validate::errno(fault.errno));
+                }
+                if self.faults.iter().all(|f| f.weight == 0) {
+                    findings.push(at, Rule::ZeroWeights);
+                }
+            }
+            IoFaultType::AttrOverride => {
+                if let Some(attr) = &self.attr {
+                    attr.validate_at(at, findings);
+                }
+            }
+            IoFaultType::Mistake => {
+                if let Some(mistake) = &self.mistake {
+                    mistake.validate_at(at, findings);
+                }
+            }
         }
     }
 
@@ -398,107 +453,9 @@ pub(crate) fn check_positive_duration(findings: &mut Findings, path: &str, value
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn rule(value: serde_json::Value) -> IoRule {
-        serde_json::from_value(value).expect("rule parses")
-    }
-
-    #[test]
-    fn valid_rules_pass() {
-        for value in [
-            json!({"type": "latency", "latency": "10ms", "path": "logs/**", "methods": ["READ", "write"], "percent": 50}),
-            json!({"type": "fault", "faults": [{"errno": 5, "weight": 1}, {"errno": 28, "weight": 3}], "ttl": "5m"}),
-            json!({"type": "attrOverride", "attr": {"perm": 0o444, "size": 0}}),
-            json!({"type": "mistake", "mistake": {"filling": "zero", "maxOccurrences": 1, "maxLength": 10}}),
-        ] {
-            let r = rule(value.clone());
-            assert_eq!(r.validate(), vec![], "{value}");
-            assert_eq!(serde_json::to_value(&r).unwrap(), value);
-        }
-    }
-
-    #[test]
-    fn each_type_needs_its_payload() {
-        let cases = [
-            (json!({"type": "latency"}), "rule.latency"),
-            (json!({"type": "fault"}), "rule.faults"),
-            (json!({"type": "attrOverride"}), "rule.attr"),
-            (json!({"type": "mistake"}), "rule.mistake"),
-        ];
-        for (value, path) in cases {
-            let v = rule(value).validate();
-            assert_eq!(v.len(), 1);
-            assert_eq!(v[0].path, path);
-            assert!(matches!(v[0].rule, Rule::Required { .. }));
-        }
-    }
-
-    #[test]
-    fn bad_fields_are_named() {
-        let r = rule(json!({
-            "type": "fault",
-            "path": "a/[",
-            "methods": ["read", "frobnicate"],
-            "percent": 101,
-            "faults": [{"errno": 0, "weight": 0}],
-            "ttl": "0s"
-        }));
-        let got: Vec<(String, &str)> = r
-            .validate()
-            .into_iter()
-            .map(|v| (v.path, v.rule.name()))
-            .collect();
-        assert_eq!(
-            got,
-            vec![
-                ("rule.path".to_string(), "invalid-glob"),
-                ("rule.methods[1]".to_string(), "unknown-method"),
-                ("rule.percent".to_string(), "out-of-range"),
-                ("rule.ttl".to_string(), "zero-duration"),
-                ("rule.faults[0].errno".to_string(), "unknown-errno"),
-                ("rule.faults".to_string(), "zero-weights"),
-            ]
-        );
-    }
-
-    #[test]
-    fn mistake_and_attr_bounds() {
-        let r = rule(
-            json!({"type": "mistake", "mistake": {"filling": "random", "maxOccurrences": 0, "maxLength": 2_000_000}}),
-        );
-        let paths: Vec<String> = r.validate().into_iter().map(|v| v.path).collect();
-        assert_eq!(
-            paths,
-            ["rule.mistake.maxOccurrences", "rule.mistake.maxLength"]
-        );
-        let r = rule(json!({"type": "attrOverride", "attr": {}}));
-        assert_eq!(r.validate()[0].rule, Rule::EmptyAttrOverride);
-        let r = rule(json!({"type": "attrOverride", "attr": {"perm": 0o10000}}));
-        assert_eq!(r.validate()[0].path, "rule.attr.perm");
-    }
-
-    #[test]
-    fn globs() {
-        let g = compile_glob("logs/**").unwrap();
-        assert!(g.is_match("logs/a/b/c.txt"));
-        let g = compile_glob("/data/*.log").unwrap();
-        assert!(g.is_match("data/x.log"));
-        assert!(!g.is_match("data/sub/x.log"));
-        let g = compile_glob("**/*.db").unwrap();
-        assert!(g.is_match("a.db"));
-        assert!(g.is_match("x/y/a.db"));
-        assert!(compile_glob("a/{b").is_err());
-    }
-
-    #[test]
-    fn methods_are_case_insensitive() {
-        assert_eq!(canonical_method("READ"), Some("read"));
-        assert_eq!(canonical_method("copyFileRange"), Some("copy_file_range"));
-        assert_eq!(canonical_method("GetAttr"), Some("getattr"));
-        assert_eq!(canonical_method("nope"), None);
+impl<'de> Deserialize<'de> for IoRule {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = serde_json::Value::deserialize(deserializer)?;
+        wire::shape(&value).map_err(|errors| serde::de::Error::custom(describe(&errors)))
     }
 }

@@ -24,7 +24,7 @@ use fuser::{
 
 use crate::inject::{CompiledRule, Op, Plan};
 use crate::inode::{Inode, InodeTable};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Outcome};
 use crate::rules::RuleStore;
 use crate::sys::{self, CallerCreds, cname};
 
@@ -101,7 +101,7 @@ pub struct Inner {
     pub shutdown: Arc<Shutdown>,
     notifier: OnceLock<Notifier>,
     opts: FsOptions,
-    /// Ops currently waiting in an injected delay.
+    /// Ops delayed by a latency rule and not yet answered.
     pub delayed: AtomicU64,
 }
 
@@ -633,19 +633,19 @@ impl PassthroughFs {
         let start = Instant::now();
         if plan.delay.is_zero() {
             let r = work(&self.inner, &plan);
-            self.inner.metrics.record(op, start.elapsed(), r.is_err());
+            self.inner.metrics.finish(op, start, &r, &plan);
             return;
         }
         let inner = self.inner.clone();
         let job = move || {
             inner.delayed.fetch_add(1, Ordering::Relaxed);
-            let interrupted = inner.shutdown.sleep(plan.delay);
-            inner.delayed.fetch_sub(1, Ordering::Relaxed);
-            if interrupted {
+            if inner.shutdown.sleep(plan.delay) {
                 tracing::debug!(op = op.name(), "injected delay cut short by shutdown");
             }
             let r = work(&inner, &plan);
-            inner.metrics.record(op, start.elapsed(), r.is_err());
+            // Counted until replied: unmount waits for this, so no reply meets a closed device.
+            inner.delayed.fetch_sub(1, Ordering::Relaxed);
+            inner.metrics.finish(op, start, &r, &plan);
         };
         // A thread per delayed op keeps the /dev/fuse readers free; if spawning fails the
         // job cannot be recovered from the builder, so fall back to sleeping here.
@@ -715,9 +715,8 @@ impl Filesystem for PassthroughFs {
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
         let start = Instant::now();
         self.inner.inodes.forget(ino.0, nlookup);
-        self.inner
-            .metrics
-            .record(Op::Forget, start.elapsed(), false);
+        let elapsed = start.elapsed();
+        self.inner.metrics.record(Op::Forget, elapsed, Outcome::Ok);
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
@@ -982,9 +981,7 @@ impl Filesystem for PassthroughFs {
         if plan.delay.is_zero() {
             let start = Instant::now();
             let r = work(&self.inner, &plan, data, reply);
-            self.inner
-                .metrics
-                .record(Op::Write, start.elapsed(), r.is_err());
+            self.inner.metrics.finish(Op::Write, start, &r, &plan);
         } else {
             let data = data.to_vec();
             self.serve(Op::Write, plan, move |fs, plan| {

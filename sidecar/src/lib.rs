@@ -6,8 +6,11 @@
 //!
 //! ```text
 //! faultline-sidecar --source /data-src --mountpoint /data [--rpc-listen 127.0.0.1:65533]
-//!                   [--rpc-socket PATH] [--rules rules.json] [--seed N] [--metrics-listen ADDR]
+//!                   [--rpc-socket PATH [--rpc-socket-mode 0600]] [--rules rules.json] [--seed N]
+//!                   [--metrics-listen ADDR]
 //! faultline-sidecar probe [--rpc-listen 127.0.0.1:65533]      # exit 0 when the mount is live
+//! faultline-sidecar rules add|list|remove|clear …             # the RPC methods from a shell
+//! faultline-sidecar status [-o json]
 //! ```
 //!
 //! ## Layout
@@ -18,15 +21,17 @@
 //!   data corruption).
 //! - [`inject`]: one [`inject::Injector`] per rule type (latency, fault, attrOverride, mistake).
 //! - [`rules`]: the immutable rule snapshot (arc-swap), generations, ttl reaper, hit counts.
-//! - [`rpc`]: jsonrpsee methods, `GET /ready`, `GET /metrics`.
+//! - [`rpc`]: jsonrpsee methods with strict params, `GET /ready`, `GET /metrics`; listeners
+//!   kept off the network (loopback only, socket mode 0600).
 //! - [`mount`]: stale/busy mountpoint handling, the multi-threaded session, clean unmount.
+//! - [`client`], [`cli`]: the `rules …` and `status` subcommands.
 //!
 //! ## Rules
 //! `{"id"?, "type": "latency|fault|attrOverride|mistake", "path"?: glob relative to the mount root
 //! (`**` crosses directories, `*` does not), "methods"?: [..], "percent"?: 0..100, "latency"?,
 //! "faults"?: [{"errno", "weight"}], "attr"?: {..}, "mistake"?: {"filling", "maxOccurrences",
-//! "maxLength"}, "ttl"?}` — the types, validation and glob semantics come from
-//! `faultline_api::iorule`, shared with the webhook and the controller.
+//! "maxLength"}, "ttl"?}` — the types, the strict reader (unknown fields are errors) and the
+//! validation come from `faultline_api::iorule`, shared with the webhook and the controller.
 //!
 //! ## Caching
 //! Inodes no rule can touch are cached by the kernel (entry/attr TTL, `KEEP_CACHE`), so reads
@@ -36,9 +41,12 @@
 //! they bring into the cache. So a 100 % read fault is never hidden by the page cache. See
 //! `docs/sidecar.md` for the trade-offs.
 
+pub mod cli;
+pub(crate) mod client;
 pub mod fs;
 pub mod inject;
 pub mod inode;
+pub mod logs;
 pub mod metrics;
 pub mod mount;
 pub mod rpc;
@@ -46,13 +54,13 @@ pub mod rules;
 pub mod sys;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use faultline_api::iorule::IoRule;
+use faultline_api::iorule::{IoRule, Reader, read_rules};
 use serde_json::{Value, json};
 
 use crate::fs::{FsOptions, Inner, PassthroughFs, Shutdown};
@@ -64,8 +72,12 @@ use crate::rules::RuleStore;
 pub struct Config {
     pub source: PathBuf,
     pub mountpoint: PathBuf,
-    pub rpc_listen: Option<SocketAddr>,
+    /// `host:port`; must resolve to loopback addresses unless `rpc_listen_allow_non_loopback`.
+    pub rpc_listen: Option<String>,
+    pub rpc_listen_allow_non_loopback: bool,
     pub rpc_socket: Option<PathBuf>,
+    /// Permission bits of the `rpc_socket` file.
+    pub rpc_socket_mode: u32,
     pub metrics_listen: Option<SocketAddr>,
     pub rules_file: Option<PathBuf>,
     pub seed: Option<u64>,
@@ -88,6 +100,26 @@ pub struct App {
 }
 
 impl App {
+    /// The RPC side's state before anything is mounted (`fs` is set once the filesystem exists).
+    pub fn new(
+        rules: Arc<RuleStore>,
+        metrics: Arc<Metrics>,
+        source: PathBuf,
+        mountpoint: PathBuf,
+        shutdown: Arc<Shutdown>,
+    ) -> Self {
+        App {
+            rules,
+            metrics,
+            source,
+            mountpoint,
+            mounted: AtomicBool::new(false),
+            shutdown,
+            fs: OnceLock::new(),
+            started: Instant::now(),
+        }
+    }
+
     /// Ok when the FUSE mount is up and answering (a `statfs` through it reaches us).
     pub fn mount_live(&self) -> Result<(), String> {
         if self.shutdown.is_set() {
@@ -126,24 +158,30 @@ impl App {
     }
 }
 
-/// Reads a rules file: a JSON array of rules, or `{"rules": [...]}`.
-pub fn load_rules_file(path: &std::path::Path) -> anyhow::Result<Vec<IoRule>> {
+/// Reads a rules file: a JSON array of rules, or `{"rules": [...]}`, as strictly as
+/// `rules.set` reads its params (every problem listed, unknown fields refused).
+pub fn load_rules_file(path: &Path) -> anyhow::Result<Vec<IoRule>> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("read rules file {}", path.display()))?;
+    // serde_json's message ends with the position: "… at line 3 column 7".
     let value: Value = serde_json::from_str(&text)
-        .with_context(|| format!("parse rules file {} as JSON", path.display()))?;
-    let list = match value {
-        Value::Object(mut m) => m.remove("rules").unwrap_or(Value::Array(vec![])),
-        other => other,
+        .with_context(|| format!("rules file {} is not valid JSON", path.display()))?;
+    let mut reader = Reader::new();
+    let list = match &value {
+        Value::Object(_) => reader
+            .object(&value, "", "an object like {\"rules\": [...]}", &["rules"])
+            .and_then(|m| m.get("rules"))
+            .cloned()
+            .unwrap_or(Value::Array(vec![])),
+        other => other.clone(),
     };
-    serde_path_to_error::deserialize(list).map_err(|e| {
-        anyhow::anyhow!(
-            "rules file {}: rules{}: {}",
-            path.display(),
-            e.path(),
-            e.inner()
-        )
-    })
+    match read_rules(&mut reader, &list, "rules") {
+        Some(rules) if reader.errors().is_empty() => Ok(rules),
+        _ => {
+            let lines: Vec<String> = reader.errors().iter().map(|e| format!("  {e}")).collect();
+            anyhow::bail!("rules file {}:\n{}", path.display(), lines.join("\n"))
+        }
+    }
 }
 
 async fn wait_for_signal() -> anyhow::Result<&'static str> {
@@ -158,6 +196,13 @@ async fn wait_for_signal() -> anyhow::Result<&'static str> {
 
 /// Mounts, serves RPC, and runs until SIGTERM/SIGINT (or until the mount disappears).
 pub fn run(cfg: Config) -> anyhow::Result<()> {
+    // Listeners first: a refused address fails before anything is mounted, and the socket is
+    // bound while no other thread creates files (its umask trick is process-wide).
+    let listeners = rpc::Listeners::bind(
+        cfg.rpc_listen.as_deref(),
+        cfg.rpc_listen_allow_non_loopback,
+        cfg.rpc_socket.as_deref().map(|p| (p, cfg.rpc_socket_mode)),
+    )?;
     let metrics = Arc::new(Metrics::new());
     let rules = Arc::new(RuleStore::new(cfg.seed, metrics.clone()));
     if let Some(path) = &cfg.rules_file {
@@ -185,16 +230,13 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
         shutdown.clone(),
         FsOptions { ttl: cfg.ttl },
     )?;
-    let app = Arc::new(App {
-        rules: rules.clone(),
+    let app = Arc::new(App::new(
+        rules.clone(),
         metrics,
-        source: source.clone(),
-        mountpoint: cfg.mountpoint.clone(),
-        mounted: AtomicBool::new(false),
-        shutdown: shutdown.clone(),
-        fs: OnceLock::new(),
-        started: Instant::now(),
-    });
+        source.clone(),
+        cfg.mountpoint.clone(),
+        shutdown.clone(),
+    ));
     let _ = app.fs.set(fs.inner().clone());
 
     let prepared = mount::prepare_mountpoint(&cfg.mountpoint)?;
@@ -211,7 +253,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
         .build()
         .context("start tokio runtime")?;
     let outcome: anyhow::Result<()> = rt.block_on(async {
-        let server = rpc::start(app.clone(), cfg.rpc_listen, cfg.rpc_socket.clone()).await?;
+        let server = rpc::start(app.clone(), listeners).await?;
         let metrics_task = match cfg.metrics_listen {
             Some(addr) => Some(rpc::start_metrics(app.clone(), addr).await?),
             None => None,
@@ -221,7 +263,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
             tokio::select! {
                 sig = wait_for_signal() => {
                     let sig = sig?;
-                    tracing::info!(signal = sig, "shutting down");
+                    tracing::info!(signal = %sig, "shutting down");
                     break Ok(());
                 }
                 _ = tick.tick() => {
@@ -248,4 +290,36 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
     rt.shutdown_timeout(Duration::from_millis(200));
     outcome?;
     unmounted.with_context(|| format!("unmount {}", cfg.mountpoint.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rules_files_are_read_strictly() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("rules.json");
+        let write = |text: &str| std::fs::write(&file, text).unwrap();
+        write(r#"{"rules": [{"type": "fault", "faults": [{"errno": "EIO"}]}]}"#);
+        assert_eq!(load_rules_file(&file).unwrap()[0].faults[0].errno, 5);
+        write(r#"[{"type": "fault", "pth": "x", "faults": [{"errno": 5}]}, {"type": "latency"}]"#);
+        let err = load_rules_file(&file).unwrap_err().to_string();
+        assert!(
+            err.ends_with(":\n  rules[0].pth: unknown field (accepted: id, type, path, methods, percent, latency, faults, attr, mistake, ttl)\n  rules[1].latency: is required for a rule of type `latency` (the delay)"),
+            "{err}"
+        );
+        write(r#"{"rules": [], "rule": {}}"#);
+        let err = load_rules_file(&file).unwrap_err().to_string();
+        assert!(
+            err.ends_with("  rule: unknown field (accepted: rules)"),
+            "{err}"
+        );
+        write("[\n  {\"type\": }\n]");
+        let err = format!("{:#}", load_rules_file(&file).unwrap_err());
+        assert!(
+            err.contains("is not valid JSON: expected value at line 2 column 12"),
+            "{err}"
+        );
+    }
 }

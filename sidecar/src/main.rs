@@ -1,4 +1,5 @@
-//! `faultline-sidecar`: parses flags and calls [`faultline_sidecar::run`].
+//! `faultline-sidecar`: parses flags and calls [`faultline_sidecar::run`], or one of the
+//! client subcommands.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -6,6 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use faultline_sidecar::cli;
 
 /// FUSE passthrough with live-controlled I/O faults (JSON-RPC 2.0).
 #[derive(Debug, Parser)]
@@ -19,12 +21,18 @@ struct Cli {
     /// Where to mount the fault filesystem.
     #[arg(long, env = "FAULTLINE_MOUNTPOINT")]
     mountpoint: Option<PathBuf>,
-    /// JSON-RPC (HTTP + WebSocket), GET /ready and GET /metrics.
+    /// JSON-RPC (HTTP + WebSocket), GET /ready and GET /metrics: host:port, loopback only.
     #[arg(long, default_value = "127.0.0.1:65533", env = "FAULTLINE_RPC_LISTEN")]
-    rpc_listen: SocketAddr,
+    rpc_listen: String,
+    /// Accept a non-loopback --rpc-listen: whoever can connect controls the faults.
+    #[arg(long)]
+    rpc_listen_allow_non_loopback: bool,
     /// Also serve JSON-RPC on this Unix socket.
     #[arg(long)]
     rpc_socket: Option<PathBuf>,
+    /// Permission bits of the --rpc-socket file, in octal.
+    #[arg(long, default_value = "0600", value_parser = parse_mode)]
+    rpc_socket_mode: u32,
     /// Serve /metrics on a separate plain-HTTP address too.
     #[arg(long)]
     metrics_listen: Option<SocketAddr>,
@@ -45,6 +53,10 @@ struct Cli {
     log_format: LogFormat,
 }
 
+fn parse_mode(text: &str) -> Result<u32, String> {
+    faultline_api::iorule::parse_mode(text).map_err(|reason| format!("`{text}` {reason}"))
+}
+
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 enum LogFormat {
     Text,
@@ -55,41 +67,42 @@ enum LogFormat {
 enum Command {
     /// Exit 0 when the sidecar's mount is live (GET /ready), 1 otherwise.
     Probe {
+        /// The sidecar's JSON-RPC address (host:port).
         #[arg(long, default_value = "127.0.0.1:65533", env = "FAULTLINE_RPC_LISTEN")]
-        rpc_listen: SocketAddr,
+        rpc_listen: String,
         #[arg(long, default_value_t = 2000)]
         timeout_ms: u64,
     },
-}
-
-fn init_logs(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
+    /// Add, list, remove or clear the fault rules of a running sidecar.
+    #[command(subcommand)]
+    Rules(cli::RulesCommand),
+    /// Show a running sidecar's mount, rules and per-operation counters.
+    Status(cli::StatusArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(Command::Probe {
-        rpc_listen,
-        timeout_ms,
-    }) = cli.command
-    {
-        return match faultline_sidecar::rpc::probe(rpc_listen, Duration::from_millis(timeout_ms)) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("faultline-sidecar probe: {e}");
-                ExitCode::FAILURE
-            }
-        };
+    match cli.command {
+        Some(Command::Probe {
+            rpc_listen,
+            timeout_ms,
+        }) => {
+            return match faultline_sidecar::rpc::probe(
+                &rpc_listen,
+                Duration::from_millis(timeout_ms),
+            ) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("faultline-sidecar probe: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        Some(Command::Rules(cmd)) => return cli::rules(cmd),
+        Some(Command::Status(args)) => return cli::status(args),
+        None => {}
     }
-    init_logs(cli.log_format);
+    faultline_sidecar::logs::init(matches!(cli.log_format, LogFormat::Json));
     let (Some(source), Some(mountpoint)) = (cli.source, cli.mountpoint) else {
         eprintln!("faultline-sidecar: --source and --mountpoint are required");
         return ExitCode::from(2);
@@ -98,7 +111,9 @@ fn main() -> ExitCode {
         source,
         mountpoint,
         rpc_listen: Some(cli.rpc_listen),
+        rpc_listen_allow_non_loopback: cli.rpc_listen_allow_non_loopback,
         rpc_socket: cli.rpc_socket,
+        rpc_socket_mode: cli.rpc_socket_mode,
         metrics_listen: cli.metrics_listen,
         rules_file: cli.rules,
         seed: cli.seed,
@@ -108,8 +123,12 @@ fn main() -> ExitCode {
     };
     match faultline_sidecar::run(cfg) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
+        // Once on stderr: as a log record for collectors of JSON logs, else as plain words.
+        Err(err) if matches!(cli.log_format, LogFormat::Json) => {
             tracing::error!(error = format!("{err:#}"), "faultline-sidecar failed");
+            ExitCode::FAILURE
+        }
+        Err(err) => {
             eprintln!("faultline-sidecar: {err:#}");
             ExitCode::FAILURE
         }

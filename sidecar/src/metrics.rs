@@ -4,7 +4,7 @@
 //! looked up once at start, so recording an op is two atomic adds and a histogram observe.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -13,7 +13,39 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::inject::Op;
+use crate::inject::{Op, Plan};
+
+/// How an operation ended. An errno a fault rule injected is counted apart from the errors the
+/// source filesystem returns (ENOENT for a lookup of an absent name, ENODATA for a missing
+/// xattr): those are normal traffic, and mixing them in would make a fault's effect unreadable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    Failed,
+    Injected,
+}
+
+impl Outcome {
+    pub fn of<T, E>(result: &Result<T, E>, plan: &Plan) -> Self {
+        match result {
+            Ok(_) => Outcome::Ok,
+            // A plan with an errno fails the op before it reaches the source.
+            Err(_) if plan.errno.is_some() => Outcome::Injected,
+            Err(_) => Outcome::Failed,
+        }
+    }
+}
+
+/// One op's counters as `status` reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpCounts {
+    pub op: &'static str,
+    pub count: u64,
+    /// Errors the source returned.
+    pub errors: u64,
+    /// Ops failed by an injected errno.
+    pub injected: u64,
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OpLabels {
@@ -35,12 +67,14 @@ pub struct Metrics {
     registry: Registry,
     ops: Vec<Counter>,
     errors: Vec<Counter>,
+    injected: Vec<Counter>,
     latency: Vec<Histogram>,
     faults: Family<FaultLabels, Counter>,
     pub rules: Gauge,
     pub generation: Gauge,
     counts: Vec<AtomicU64>,
     error_counts: Vec<AtomicU64>,
+    injected_counts: Vec<AtomicU64>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -60,6 +94,7 @@ impl Metrics {
         let mut registry = Registry::with_prefix("faultline_sidecar");
         let ops_family = Family::<OpLabels, Counter>::default();
         let errors_family = Family::<OpLabels, Counter>::default();
+        let injected_family = Family::<OpLabels, Counter>::default();
         let latency_family =
             Family::<OpLabels, Histogram, fn() -> Histogram>::new_with_constructor(op_histogram);
         let faults = Family::<FaultLabels, Counter>::default();
@@ -68,8 +103,13 @@ impl Metrics {
         registry.register("ops", "FUSE operations served", ops_family.clone());
         registry.register(
             "op_errors",
-            "FUSE operations answered with an error",
+            "FUSE operations the source filesystem answered with an error (injected faults not included)",
             errors_family.clone(),
+        );
+        registry.register(
+            "op_injected_errors",
+            "FUSE operations failed by an injected fault",
+            injected_family.clone(),
         );
         registry.register(
             "op_duration_seconds",
@@ -93,12 +133,17 @@ impl Metrics {
                 .iter()
                 .map(|op| errors_family.get_or_create_owned(&labels(*op)))
                 .collect(),
+            injected: Op::ALL
+                .iter()
+                .map(|op| injected_family.get_or_create_owned(&labels(*op)))
+                .collect(),
             latency: Op::ALL
                 .iter()
                 .map(|op| latency_family.get_or_create_owned(&labels(*op)))
                 .collect(),
             counts: Op::ALL.iter().map(|_| AtomicU64::new(0)).collect(),
             error_counts: Op::ALL.iter().map(|_| AtomicU64::new(0)).collect(),
+            injected_counts: Op::ALL.iter().map(|_| AtomicU64::new(0)).collect(),
             registry,
             faults,
             rules,
@@ -106,15 +151,27 @@ impl Metrics {
         }
     }
 
-    pub fn record(&self, op: Op, elapsed: Duration, failed: bool) {
+    pub fn record(&self, op: Op, elapsed: Duration, outcome: Outcome) {
         let i = op.index();
         self.counts[i].fetch_add(1, Ordering::Relaxed);
         self.ops[i].inc();
         self.latency[i].observe(elapsed.as_secs_f64());
-        if failed {
-            self.error_counts[i].fetch_add(1, Ordering::Relaxed);
-            self.errors[i].inc();
+        match outcome {
+            Outcome::Ok => {}
+            Outcome::Failed => {
+                self.error_counts[i].fetch_add(1, Ordering::Relaxed);
+                self.errors[i].inc();
+            }
+            Outcome::Injected => {
+                self.injected_counts[i].fetch_add(1, Ordering::Relaxed);
+                self.injected[i].inc();
+            }
         }
+    }
+
+    /// Records an op that started at `start` and ended with `result` under `plan`.
+    pub fn finish<T, E>(&self, op: Op, start: Instant, result: &Result<T, E>, plan: &Plan) {
+        self.record(op, start.elapsed(), Outcome::of(result, plan));
     }
 
     pub fn fault(&self, rule: &str, kind: &'static str) {
@@ -126,18 +183,20 @@ impl Metrics {
             .inc();
     }
 
-    /// (op name, count, errors) for every op seen at least once.
-    pub fn op_counts(&self) -> Vec<(&'static str, u64, u64)> {
+    /// Counters of every op seen at least once.
+    pub fn op_counts(&self) -> Vec<OpCounts> {
         Op::ALL
             .iter()
             .map(|op| {
-                (
-                    op.name(),
-                    self.counts[op.index()].load(Ordering::Relaxed),
-                    self.error_counts[op.index()].load(Ordering::Relaxed),
-                )
+                let i = op.index();
+                OpCounts {
+                    op: op.name(),
+                    count: self.counts[i].load(Ordering::Relaxed),
+                    errors: self.error_counts[i].load(Ordering::Relaxed),
+                    injected: self.injected_counts[i].load(Ordering::Relaxed),
+                }
             })
-            .filter(|(_, n, _)| *n > 0)
+            .filter(|c| c.count > 0)
             .collect()
     }
 
@@ -162,14 +221,23 @@ mod tests {
     #[test]
     fn records_and_encodes() {
         let m = Metrics::new();
-        m.record(Op::Read, Duration::from_micros(50), false);
-        m.record(Op::Read, Duration::from_micros(50), true);
+        m.record(Op::Read, Duration::from_micros(50), Outcome::Ok);
+        m.record(Op::Read, Duration::from_micros(50), Outcome::Failed);
+        m.record(Op::Read, Duration::from_micros(50), Outcome::Injected);
         m.fault("r1", "fault");
-        assert_eq!(m.count(Op::Read), 2);
-        assert_eq!(m.op_counts(), vec![("read", 2, 1)]);
+        assert_eq!(m.count(Op::Read), 3);
+        assert_eq!(
+            m.op_counts(),
+            vec![OpCounts {
+                op: "read",
+                count: 3,
+                errors: 1,
+                injected: 1
+            }]
+        );
         let text = m.encode();
         assert!(
-            text.contains("faultline_sidecar_ops_total{op=\"read\"} 2"),
+            text.contains("faultline_sidecar_ops_total{op=\"read\"} 3"),
             "{text}"
         );
         assert!(
@@ -177,7 +245,15 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("faultline_sidecar_op_duration_seconds_count{op=\"read\"} 2"),
+            text.contains("faultline_sidecar_op_duration_seconds_count{op=\"read\"} 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("faultline_sidecar_op_errors_total{op=\"read\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("faultline_sidecar_op_injected_errors_total{op=\"read\"} 1"),
             "{text}"
         );
     }

@@ -5,6 +5,7 @@ use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -211,8 +212,14 @@ impl Mounted {
     fn abort_connection(&self) {
         if let Some(conn) = self.conn {
             let path = format!("/sys/fs/fuse/connections/{conn}/abort");
-            if let Err(err) = std::fs::write(&path, b"1") {
-                tracing::warn!(%path, ?err, "aborting the FUSE connection failed");
+            match std::fs::write(&path, b"1") {
+                Ok(()) => {}
+                // fusectl is not mounted (common in containers): the session then ends when
+                // the last open file is closed, nothing to warn about.
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                    tracing::debug!(%path, "no fusectl: the connection cannot be aborted")
+                }
+                Err(err) => tracing::warn!(%path, %err, "aborting the FUSE connection failed"),
             }
         }
     }
@@ -222,6 +229,12 @@ impl Mounted {
     pub fn unmount(mut self, timeout: Duration) -> std::io::Result<()> {
         let deadline = Instant::now() + timeout;
         self.fs.inner().shutdown.trigger();
+        // Woken delayed ops answer within milliseconds. Unmounting first would make their
+        // replies meet a closed connection (fuser logs each as an ERROR on a clean stop).
+        let settle = Instant::now() + timeout / 2;
+        while self.fs.inner().delayed.load(Ordering::Relaxed) > 0 && Instant::now() < settle {
+            std::thread::sleep(Duration::from_millis(2));
+        }
         let mut result = Ok(());
         if !self.session_ended() {
             // fuser's unmounter: umount(2) as root, fusermount3 -u otherwise.
@@ -236,7 +249,7 @@ impl Mounted {
                 }
                 Err(err) if err.raw_os_error() == Some(libc::EINVAL) => {} // already unmounted
                 Err(err) => {
-                    tracing::warn!(?err, "unmount failed");
+                    tracing::warn!(%err, "unmount failed");
                     result = Err(err);
                 }
             }

@@ -7,14 +7,14 @@
 //! Rules with a `ttl` are dropped by a reaper thread at their deadline; until it runs, matching
 //! skips expired rules, so expiry is exact.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use faultline_api::iorule::{IoRule, build_glob};
-use faultline_api::validate::{Findings, Violation};
+use faultline_api::iorule::{FieldError, IoRule, Problem, build_glob, describe};
+use faultline_api::validate::Findings;
 use globset::{GlobSet, GlobSetBuilder};
 use rand::SeedableRng;
 use serde::Serialize;
@@ -94,12 +94,40 @@ impl Snapshot {
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum RuleError {
-    #[error("invalid rules: {}", faultline_api::validate::describe(.0))]
-    Invalid(Vec<Violation>),
-    #[error("{path}: duplicate rule id `{id}`")]
-    DuplicateId { path: String, id: String },
-    #[error("no rule with id `{0}`")]
-    NotFound(String),
+    /// Every problem of every rule, each with its field path.
+    #[error("{}", describe(.0))]
+    Invalid(Vec<FieldError>),
+    #[error("no rule has id `{id}` (ids: {})", if known.is_empty() { "none, no rules are loaded".to_string() } else { known.join(", ") })]
+    NotFound { id: String, known: Vec<String> },
+}
+
+/// Why rules left a snapshot, for the log.
+#[derive(Debug, Clone, Copy)]
+enum Removal {
+    Replaced,
+    Removed,
+    Cleared,
+    Expired,
+}
+
+impl Removal {
+    fn as_str(self) -> &'static str {
+        match self {
+            Removal::Replaced => "not in rules.set",
+            Removal::Removed => "rules.remove",
+            Removal::Cleared => "rules.clear",
+            Removal::Expired => "ttl expired",
+        }
+    }
+}
+
+/// `read, write` or `*` (every method the rule's type defaults to), for logs.
+fn methods_of(rule: &CompiledRule) -> String {
+    if rule.spec.methods.is_empty() {
+        "*".into()
+    } else {
+        rule.spec.methods.join(",")
+    }
 }
 
 /// A rule as `rules.list` shows it.
@@ -175,12 +203,14 @@ impl RuleStore {
         let now = snap.has_ttl.then(Instant::now);
         let mut plan = Plan::none();
         let applicable = |r: &CompiledRule| r.applies_to(op) && !now.is_some_and(|n| r.expired(n));
-        let matches =
-            if snap.needs_path() && snap.rules.iter().any(|r| r.has_glob() && applicable(r)) {
-                snap.path_matches(path().as_ref().map(|p| p.as_ref()))
-            } else {
-                snap.path_matches(None)
-            };
+        let path = if snap.needs_path() && snap.rules.iter().any(|r| r.has_glob() && applicable(r))
+        {
+            path()
+        } else {
+            None
+        };
+        let path = path.as_ref().map(|p| p.as_ref());
+        let matches = snap.path_matches(path);
         for (i, rule) in snap.rules.iter().enumerate() {
             if !applicable(rule) || !matches.matches(i, rule) {
                 continue;
@@ -190,6 +220,14 @@ impl RuleStore {
             }
             if apply(rule, &mut plan, &self.rng) {
                 self.metrics.fault(&rule.id, rule.kind().as_str());
+                // Debug, not info: a busy app hits a rule thousands of times a second.
+                tracing::debug!(
+                    rule = %rule.id,
+                    r#type = %rule.kind().as_str(),
+                    op = %op.name(),
+                    path = %path.unwrap_or("(not needed)"),
+                    "fault injected"
+                );
             }
         }
         plan
@@ -249,25 +287,31 @@ impl RuleStore {
         prefix: impl Fn(usize) -> String,
         existing: &[Arc<CompiledRule>],
     ) -> Result<Vec<Arc<CompiledRule>>, RuleError> {
+        // The RPC layer has checked all of this already; the store checks again so that no
+        // caller can load a rule that does not validate.
         let mut findings = Findings::default();
         for (i, spec) in specs.iter().enumerate() {
             spec.validate_at(&prefix(i), &mut findings);
         }
-        let violations = findings.into_vec();
-        if !violations.is_empty() {
-            return Err(RuleError::Invalid(violations));
-        }
-        let mut taken: HashSet<String> = HashSet::new();
+        let mut errors: Vec<FieldError> = findings.into_vec().into_iter().map(Into::into).collect();
+        let mut taken: HashMap<String, usize> = HashMap::new();
         for (i, spec) in specs.iter().enumerate() {
             if let Some(id) = &spec.id
-                && !taken.insert(id.clone())
+                && let Some(first) = taken.insert(id.clone(), i)
             {
-                return Err(RuleError::DuplicateId {
-                    path: format!("{}.id", prefix(i)),
-                    id: id.clone(),
-                });
+                errors.push(FieldError::new(
+                    format!("{}.id", prefix(i)),
+                    Problem::DuplicateId {
+                        id: id.clone(),
+                        first: prefix(first),
+                    },
+                ));
             }
         }
+        if !errors.is_empty() {
+            return Err(RuleError::Invalid(errors));
+        }
+        let mut taken: HashSet<String> = taken.into_keys().collect();
         let now = Instant::now();
         let mut out = Vec::with_capacity(specs.len());
         for (i, spec) in specs.into_iter().enumerate() {
@@ -287,7 +331,7 @@ impl RuleStore {
                 continue;
             }
             let compiled = CompiledRule::compile(spec, id, now).map_err(|reason| {
-                RuleError::Invalid(vec![Violation::new(
+                RuleError::Invalid(vec![FieldError::new(
                     prefix(i),
                     faultline_api::validate::Rule::Required { because: reason },
                 )])
@@ -297,7 +341,7 @@ impl RuleStore {
         Ok(out)
     }
 
-    fn swap(&self, rules: Vec<Arc<CompiledRule>>) -> u64 {
+    fn swap(&self, rules: Vec<Arc<CompiledRule>>, why: Removal) -> u64 {
         let old = self.current.load_full();
         let generation = old.generation + 1;
         let fresh: Vec<Arc<CompiledRule>> = rules
@@ -305,6 +349,30 @@ impl RuleStore {
             .filter(|r| !old.rules.iter().any(|o| Arc::ptr_eq(o, r)))
             .cloned()
             .collect();
+        for gone in old
+            .rules
+            .iter()
+            .filter(|o| !rules.iter().any(|r| Arc::ptr_eq(o, r)))
+        {
+            tracing::info!(
+                rule = %gone.id,
+                r#type = %gone.kind().as_str(),
+                path = %gone.spec.path.as_deref().unwrap_or("**"),
+                hits = gone.hits.load(Ordering::Relaxed),
+                reason = %why.as_str(),
+                "rule removed"
+            );
+        }
+        for new in &fresh {
+            tracing::info!(
+                rule = %new.id,
+                r#type = %new.kind().as_str(),
+                path = %new.spec.path.as_deref().unwrap_or("**"),
+                methods = %methods_of(new),
+                percent = new.spec.percent.unwrap_or(100),
+                "rule added"
+            );
+        }
         let snap = Arc::new(Snapshot::new(generation, rules));
         self.current.store(snap.clone());
         self.metrics.rules.set(snap.rules.len() as i64);
@@ -333,7 +401,7 @@ impl RuleStore {
         let _w = self.write.lock().unwrap_or_else(|e| e.into_inner());
         let existing = self.current.load_full();
         let rules = self.compile(specs, |i| format!("rules[{i}]"), &existing.rules)?;
-        Ok(self.swap(rules))
+        Ok(self.swap(rules, Removal::Replaced))
     }
 
     /// `rules.add`: appends one rule; returns (id, generation).
@@ -343,10 +411,13 @@ impl RuleStore {
         if let Some(id) = &spec.id
             && existing.rules.iter().any(|r| &r.id == id)
         {
-            return Err(RuleError::DuplicateId {
-                path: "rule.id".into(),
-                id: id.clone(),
-            });
+            return Err(RuleError::Invalid(vec![FieldError::new(
+                "rule.id",
+                Problem::DuplicateId {
+                    id: id.clone(),
+                    first: "a loaded rule".into(),
+                },
+            )]));
         }
         let ids: HashSet<String> = existing.rules.iter().map(|r| r.id.clone()).collect();
         let mut spec = spec;
@@ -354,11 +425,10 @@ impl RuleStore {
             spec.id = Some(self.fresh_id(&ids));
         }
         let mut compiled = self.compile(vec![spec], |_| "rule".to_string(), &[])?;
-        let rule = compiled.pop().ok_or(RuleError::NotFound(String::new()))?;
-        let id = rule.id.clone();
         let mut rules = existing.rules.clone();
-        rules.push(rule);
-        Ok((id, self.swap(rules)))
+        rules.append(&mut compiled);
+        let id = rules.last().map(|r| r.id.clone()).unwrap_or_default();
+        Ok((id, self.swap(rules, Removal::Replaced)))
     }
 
     /// `rules.remove`.
@@ -366,7 +436,10 @@ impl RuleStore {
         let _w = self.write.lock().unwrap_or_else(|e| e.into_inner());
         let existing = self.current.load_full();
         if !existing.rules.iter().any(|r| r.id == id) {
-            return Err(RuleError::NotFound(id.to_string()));
+            return Err(RuleError::NotFound {
+                id: id.to_string(),
+                known: existing.rules.iter().map(|r| r.id.clone()).collect(),
+            });
         }
         let rules = existing
             .rules
@@ -374,13 +447,13 @@ impl RuleStore {
             .filter(|r| r.id != id)
             .cloned()
             .collect();
-        Ok(self.swap(rules))
+        Ok(self.swap(rules, Removal::Removed))
     }
 
     /// `rules.clear`.
     pub fn clear(&self) -> u64 {
         let _w = self.write.lock().unwrap_or_else(|e| e.into_inner());
-        self.swap(Vec::new())
+        self.swap(Vec::new(), Removal::Cleared)
     }
 
     /// `rules.list`: (generation, rules with hit counts).
@@ -411,16 +484,13 @@ impl RuleStore {
         if !existing.rules.iter().any(|r| r.expired(now)) {
             return None;
         }
-        for r in existing.rules.iter().filter(|r| r.expired(now)) {
-            tracing::info!(rule = %r.id, "rule ttl expired");
-        }
         let rules = existing
             .rules
             .iter()
             .filter(|r| !r.expired(now))
             .cloned()
             .collect();
-        Some(self.swap(rules))
+        Some(self.swap(rules, Removal::Expired))
     }
 
     /// Runs the ttl reaper until [`RuleStore::stop_reaper`].
@@ -477,216 +547,4 @@ fn strip_id(spec: &IoRule) -> IoRule {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn rule(v: serde_json::Value) -> IoRule {
-        serde_json::from_value(v).unwrap()
-    }
-
-    fn store() -> RuleStore {
-        RuleStore::new(Some(42), Arc::new(Metrics::new()))
-    }
-
-    #[test]
-    fn generations_and_ids() {
-        let s = store();
-        assert_eq!(s.generation(), 0);
-        let g = s
-            .set(vec![rule(json!({"type": "latency", "latency": "1ms"}))])
-            .unwrap();
-        assert_eq!(g, 1);
-        let (id, g) = s
-            .add(rule(
-                json!({"id": "x", "type": "fault", "faults": [{"errno": 5}]}),
-            ))
-            .unwrap();
-        assert_eq!((id.as_str(), g), ("x", 2));
-        assert_eq!(
-            s.add(rule(
-                json!({"id": "x", "type": "fault", "faults": [{"errno": 5}]})
-            )),
-            Err(RuleError::DuplicateId {
-                path: "rule.id".into(),
-                id: "x".into()
-            })
-        );
-        let (g, list) = s.list();
-        assert_eq!(g, 2);
-        assert_eq!(list.len(), 2);
-        assert!(list[0].id.starts_with('r'));
-        assert_eq!(s.remove("x"), Ok(3));
-        assert_eq!(s.remove("x"), Err(RuleError::NotFound("x".into())));
-        assert_eq!(s.clear(), 4);
-        assert!(s.list().1.is_empty());
-    }
-
-    #[test]
-    fn invalid_rules_name_the_field() {
-        let s = store();
-        let err = s
-            .set(vec![
-                rule(json!({"type": "latency", "latency": "1ms"})),
-                rule(json!({"type": "latency", "latency": "soon"})),
-            ])
-            .unwrap_err();
-        match err {
-            RuleError::Invalid(v) => assert_eq!(v[0].path, "rules[1].latency"),
-            other => panic!("{other:?}"),
-        }
-        assert_eq!(s.generation(), 0, "a refused set changes nothing");
-        let dup = s.set(vec![
-            rule(json!({"id": "a", "type": "latency", "latency": "1ms"})),
-            rule(json!({"id": "a", "type": "latency", "latency": "1ms"})),
-        ]);
-        assert_eq!(
-            dup,
-            Err(RuleError::DuplicateId {
-                path: "rules[1].id".into(),
-                id: "a".into()
-            })
-        );
-    }
-
-    #[test]
-    fn matching_uses_glob_methods_and_counts_hits() {
-        let s = store();
-        s.set(vec![rule(json!({"id": "f", "type": "fault", "path": "data/*.db", "methods": ["Read"], "faults": [{"errno": 5}]}))])
-            .unwrap();
-        let hit = s.decide(Op::Read, || Some("data/a.db"));
-        assert_eq!(hit.check(), Err(fuser::Errno::EIO));
-        assert!(hit.volatile);
-        assert!(
-            s.decide(Op::Read, || Some("data/sub/a.db")).check().is_ok(),
-            "* stays in one dir"
-        );
-        assert!(
-            s.decide(Op::Write, || Some("data/a.db")).check().is_ok(),
-            "method filter"
-        );
-        assert!(
-            s.decide(Op::Read, || None::<String>).check().is_ok(),
-            "unknown path never matches a glob"
-        );
-        assert!(s.reads_touched(|| Some("data/a.db")));
-        assert!(!s.reads_touched(|| Some("other")));
-        assert_eq!(s.list().1[0].hits, 1);
-        // Identical re-set keeps the compiled rule (and its hits).
-        s.set(vec![rule(json!({"id": "f", "type": "fault", "path": "data/*.db", "methods": ["Read"], "faults": [{"errno": 5}]}))])
-            .unwrap();
-        assert_eq!(s.list().1[0].hits, 1);
-    }
-
-    #[test]
-    fn glob_set_agrees_with_the_api_glob() {
-        let patterns = [
-            "logs/**",
-            "/data/*.log",
-            "**/*.db",
-            "a?c",
-            "x/[ab]/y",
-            "lit\\*eral",
-            "**",
-            "*",
-        ];
-        let paths = [
-            "logs/a/b",
-            "logs",
-            "data/x.log",
-            "data/s/x.log",
-            "a.db",
-            "q/w/a.db",
-            "abc",
-            "a/c",
-            "x/a/y",
-            "lit*eral",
-            "literal",
-            "",
-            "top",
-        ];
-        let mut builder = GlobSetBuilder::new();
-        for p in patterns {
-            builder.add(build_glob(p).unwrap());
-        }
-        let set = builder.build().unwrap();
-        for path in paths {
-            let hits = set.matches(path);
-            for (i, p) in patterns.iter().enumerate() {
-                let single = faultline_api::iorule::compile_glob(p).unwrap();
-                assert_eq!(single.is_match(path), hits.contains(&i), "{p} vs {path}");
-            }
-        }
-    }
-
-    #[test]
-    fn many_rules_match_through_the_glob_set() {
-        let s = store();
-        let mut rules: Vec<IoRule> = (0..100)
-            .map(|i| {
-                rule(json!({"type": "fault", "path": format!("n{i}/**"), "faults": [{"errno": 5}]}))
-            })
-            .collect();
-        rules.push(rule(
-            json!({"id": "hit", "type": "fault", "path": "n42/x", "faults": [{"errno": 28}]}),
-        ));
-        rules.push(rule(
-            json!({"type": "latency", "methods": ["mkdir"], "latency": "1ms"}),
-        ));
-        s.set(rules).unwrap();
-        assert_eq!(
-            s.decide(Op::Read, || Some("n42/x")).check(),
-            Err(fuser::Errno::EIO),
-            "first matching rule wins"
-        );
-        assert!(s.decide(Op::Read, || Some("other/x")).check().is_ok());
-        let hits: Vec<u64> = s.list().1.iter().map(|r| r.hits).collect();
-        assert_eq!(hits[42], 1);
-        assert_eq!(hits[100], 1);
-        assert_eq!(hits.iter().sum::<u64>(), 2);
-        assert_eq!(
-            s.decide(Op::Mkdir, || None::<String>).delay,
-            Duration::from_millis(1),
-            "glob-less rules need no path"
-        );
-    }
-
-    #[test]
-    fn percent_is_statistical_with_a_seed() {
-        let s = store();
-        s.set(vec![rule(
-            json!({"type": "fault", "percent": 30, "faults": [{"errno": 5}]}),
-        )])
-        .unwrap();
-        let n = 10_000;
-        let hits = (0..n)
-            .filter(|_| s.decide(Op::Getattr, || None::<String>).check().is_err())
-            .count();
-        // Binomial(10000, 0.3): sd ≈ 46; allow 5 sd.
-        assert!((2770..=3230).contains(&hits), "{hits}");
-    }
-
-    #[test]
-    fn ttl_expires_exactly_and_reaper_removes() {
-        let s = Arc::new(store());
-        let reaper = s.spawn_reaper().unwrap();
-        s.set(vec![rule(
-            json!({"type": "fault", "ttl": "150ms", "faults": [{"errno": 5}]}),
-        )])
-        .unwrap();
-        assert!(s.decide(Op::Getattr, || None::<String>).check().is_err());
-        std::thread::sleep(Duration::from_millis(160));
-        assert!(
-            s.decide(Op::Getattr, || None::<String>).check().is_ok(),
-            "expired rules never match"
-        );
-        let deadline = Instant::now() + Duration::from_secs(2);
-        while !s.list().1.is_empty() || s.generation() < 2 {
-            assert!(Instant::now() < deadline, "reaper did not remove the rule");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        assert!(s.snapshot().rules.is_empty());
-        s.stop_reaper();
-        reaper.join().unwrap();
-    }
-}
+mod tests;

@@ -4,146 +4,45 @@
 //!
 //! Methods (params by name): `rules.set {"rules": [..]}`, `rules.add {"rule": {..}}`,
 //! `rules.remove {"id": ".."}`, `rules.clear`, `rules.list`, `status`. Every change returns the
-//! new `generation`. Bad params get error -32602 whose `data` is
-//! `{"field": "<first bad field>", "violations": [{"field", "reason"}, ...]}`.
+//! new `generation`. Bad params get error -32602 naming every bad field (see [`errors`]).
+//!
+//! - [`listen`]: addresses checked (loopback only) and bound, socket mode.
+//! - `methods`: the methods and their strict params.
+//! - `errors`: error objects and the unknown-method middleware.
+
+mod errors;
+pub(crate) mod listen;
+mod methods;
+#[cfg(test)]
+mod tests;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use faultline_api::iorule::IoRule;
-use jsonrpsee::RpcModule;
-use jsonrpsee::server::ServerHandle;
+use http_body_util::{BodyExt, Limited};
+use jsonrpsee::server::middleware::rpc::RpcServiceBuilder;
 use jsonrpsee::server::{
-    HttpBody, HttpRequest, HttpResponse, Server, StopHandle, serve_with_graceful_shutdown,
-    stop_channel,
+    HttpBody, HttpRequest, HttpResponse, Server, ServerHandle, StopHandle,
+    serve_with_graceful_shutdown, stop_channel,
 };
-use jsonrpsee::types::{ErrorObjectOwned, Params};
-use serde_json::{Value, json};
+use serde_json::json;
 use tower::Service;
 
 use crate::App;
-use crate::rules::RuleError;
+pub(crate) use listen::Listeners;
+pub use methods::module;
+pub(crate) use methods::op_counts;
 
-const INVALID_PARAMS: i32 = -32602;
+/// The largest request body read (jsonrpsee's default limit).
+const MAX_BODY: usize = 10 * 1024 * 1024;
 
-fn invalid(field: &str, reason: impl Into<String>) -> ErrorObjectOwned {
-    let reason = reason.into();
-    ErrorObjectOwned::owned(
-        INVALID_PARAMS,
-        format!("invalid params: {field}: {reason}"),
-        Some(json!({"field": field, "violations": [{"field": field, "reason": reason}]})),
-    )
-}
-
-fn rule_error(err: RuleError) -> ErrorObjectOwned {
-    match &err {
-        RuleError::Invalid(v) => {
-            let first = v.first().map(|x| x.path.clone()).unwrap_or_default();
-            let violations: Vec<Value> = v
-                .iter()
-                .map(|x| json!({"field": x.path, "reason": x.rule.to_string()}))
-                .collect();
-            ErrorObjectOwned::owned(
-                INVALID_PARAMS,
-                err.to_string(),
-                Some(json!({"field": first, "violations": violations})),
-            )
-        }
-        RuleError::DuplicateId { path, .. } => invalid(path, err.to_string()),
-        RuleError::NotFound(_) => invalid("id", err.to_string()),
-    }
-}
-
-/// The named params as an object (positional `[x]` is accepted as the first named param).
-fn named(
-    params: &Params<'_>,
-    first: &str,
-) -> Result<serde_json::Map<String, Value>, ErrorObjectOwned> {
-    let value: Value = if params.as_str().is_none() {
-        Value::Null
-    } else {
-        params
-            .parse()
-            .map_err(|e| invalid("params", e.message().to_string()))?
-    };
-    match value {
-        Value::Object(m) => Ok(m),
-        Value::Null => Ok(serde_json::Map::new()),
-        Value::Array(mut a) if a.len() == 1 => {
-            let mut m = serde_json::Map::new();
-            m.insert(first.to_string(), a.remove(0));
-            Ok(m)
-        }
-        _ => Err(invalid(
-            "params",
-            format!("must be an object like {{\"{first}\": ...}}"),
-        )),
-    }
-}
-
-fn parse_rule(value: Value, field: &str) -> Result<IoRule, ErrorObjectOwned> {
-    serde_path_to_error::deserialize::<_, IoRule>(value).map_err(|e| {
-        let inner = e.path().to_string();
-        let path = if inner == "." || inner.is_empty() {
-            field.to_string()
-        } else {
-            format!("{field}.{inner}")
-        };
-        invalid(&path, e.into_inner().to_string())
-    })
-}
-
-fn take(m: &mut serde_json::Map<String, Value>, field: &str) -> Result<Value, ErrorObjectOwned> {
-    m.remove(field).ok_or_else(|| invalid(field, "is required"))
-}
-
-/// Builds the RPC methods.
-pub fn module(app: Arc<App>) -> Result<RpcModule<Arc<App>>, jsonrpsee::core::RegisterMethodError> {
-    let mut m = RpcModule::new(app);
-    m.register_method("rules.set", |params, app, _| {
-        let mut p = named(&params, "rules")?;
-        let rules = match take(&mut p, "rules")? {
-            Value::Array(items) => items
-                .into_iter()
-                .enumerate()
-                .map(|(i, v)| parse_rule(v, &format!("rules[{i}]")))
-                .collect::<Result<Vec<_>, _>>()?,
-            _ => return Err(invalid("rules", "must be an array of rules")),
-        };
-        let generation = app.rules.set(rules).map_err(rule_error)?;
-        Ok::<_, ErrorObjectOwned>(json!({"generation": generation}))
-    })?;
-    m.register_method("rules.add", |params, app, _| {
-        let mut p = named(&params, "rule")?;
-        let rule = parse_rule(take(&mut p, "rule")?, "rule")?;
-        let (id, generation) = app.rules.add(rule).map_err(rule_error)?;
-        Ok::<_, ErrorObjectOwned>(json!({"id": id, "generation": generation}))
-    })?;
-    m.register_method("rules.remove", |params, app, _| {
-        let mut p = named(&params, "id")?;
-        let id = match take(&mut p, "id")? {
-            Value::String(s) => s,
-            _ => return Err(invalid("id", "must be a string")),
-        };
-        let generation = app.rules.remove(&id).map_err(rule_error)?;
-        Ok::<_, ErrorObjectOwned>(json!({"generation": generation}))
-    })?;
-    m.register_method("rules.clear", |_params, app, _| {
-        let generation = app.rules.clear();
-        Ok::<_, ErrorObjectOwned>(json!({"generation": generation}))
-    })?;
-    m.register_method("rules.list", |_params, app, _| {
-        let (generation, rules) = app.rules.list();
-        Ok::<_, ErrorObjectOwned>(json!({"generation": generation, "rules": rules}))
-    })?;
-    m.register_method("status", |_params, app, _| {
-        Ok::<_, ErrorObjectOwned>(app.status())
-    })?;
-    Ok(m)
-}
+/// jsonrpsee's tower service builder with our middleware.
+type Builder = jsonrpsee::server::TowerServiceBuilder<
+    tower::layer::util::Stack<errors::KnownMethodsLayer, tower::layer::util::Identity>,
+    tower::layer::util::Identity,
+>;
 
 fn plain(status: u16, body: String, content_type: &str) -> HttpResponse {
     let mut resp = HttpResponse::new(HttpBody::from(body));
@@ -168,16 +67,44 @@ async fn ready(app: Arc<App>) -> HttpResponse {
     }
 }
 
-/// Serves one connection: our GET endpoints, everything else to jsonrpsee.
+/// A JSON-RPC POST: the body is read here first so that bad JSON gets -32700 with its line and
+/// column (jsonrpsee says only "Parse error"); then it goes to jsonrpsee.
+async fn post<S>(
+    req: HttpRequest<hyper::body::Incoming>,
+    mut rpc: S,
+) -> anyhow::Result<HttpResponse>
+where
+    S: Service<HttpRequest<HttpBody>, Response = HttpResponse>,
+    S::Error: std::fmt::Display,
+{
+    let (parts, body) = req.into_parts();
+    let bytes = match Limited::new(body, MAX_BODY).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(err) if err.is::<http_body_util::LengthLimitError>() => {
+            return Ok(plain(
+                413,
+                format!("request body larger than {MAX_BODY} bytes\n"),
+                "text/plain",
+            ));
+        }
+        Err(err) => return Err(anyhow::anyhow!("read request body: {err}")),
+    };
+    if let Err(err) = serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
+        let body = json!({"jsonrpc": "2.0", "id": null, "error": errors::parse_error(&err)});
+        return Ok(plain(400, body.to_string(), "application/json"));
+    }
+    let req = HttpRequest::from_parts(parts, HttpBody::from(bytes.to_vec()));
+    rpc.call(req).await.map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// Serves one connection: our GET endpoints, JSON POSTs through [`post`], everything else (the
+/// WebSocket upgrade, wrong content types) to jsonrpsee.
 fn serve_conn<I>(
     io: I,
     app: Arc<App>,
     methods: jsonrpsee::Methods,
     stop: StopHandle,
-    builder: jsonrpsee::server::TowerServiceBuilder<
-        tower::layer::util::Identity,
-        tower::layer::util::Identity,
-    >,
+    builder: Builder,
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
 {
@@ -200,20 +127,24 @@ fn serve_conn<I>(
                     _ => {}
                 }
             }
+            if req.method() == http::Method::POST
+                && jsonrpsee::server::http::content_type_is_json(&req)
+            {
+                return post(req, rpc).await;
+            }
             rpc.call(req).await.map_err(|e| anyhow::anyhow!("{e}"))
         }
     });
     tokio::spawn(async move {
         if let Err(err) = serve_with_graceful_shutdown(io, svc, stop.shutdown()).await {
-            tracing::debug!(?err, "rpc connection ended");
+            tracing::debug!(%err, "rpc connection ended");
         }
     });
 }
 
 /// Running RPC listeners.
-pub struct RpcServer {
+pub(crate) struct RpcServer {
     pub handle: ServerHandle,
-    pub local_addr: Option<SocketAddr>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -255,17 +186,14 @@ fn spawn_accept_loop<L: Accept>(
     app: Arc<App>,
     methods: jsonrpsee::Methods,
     stop: StopHandle,
-    builder: jsonrpsee::server::TowerServiceBuilder<
-        tower::layer::util::Identity,
-        tower::layer::util::Identity,
-    >,
+    builder: Builder,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             let sock = tokio::select! {
                 r = listener.accept_conn() => match r {
                     Ok(s) => s,
-                    Err(err) => { tracing::warn!(?err, "rpc accept failed"); continue; }
+                    Err(err) => { tracing::warn!(%err, "rpc accept failed"); continue; }
                 },
                 _ = stop.clone().shutdown() => break,
             };
@@ -280,23 +208,19 @@ fn spawn_accept_loop<L: Accept>(
     })
 }
 
-/// Starts the RPC service on `tcp` and/or a Unix socket `unix`.
-pub async fn start(
-    app: Arc<App>,
-    tcp: Option<SocketAddr>,
-    unix: Option<PathBuf>,
-) -> anyhow::Result<RpcServer> {
+/// Starts the RPC service on listeners bound by [`Listeners::bind`].
+pub(crate) async fn start(app: Arc<App>, listeners: Listeners) -> anyhow::Result<RpcServer> {
     let methods: jsonrpsee::Methods = module(app.clone())?.into();
     let (stop, handle) = stop_channel();
-    let builder = Server::builder().to_service_builder();
+    let builder: Builder = Server::builder()
+        .set_rpc_middleware(RpcServiceBuilder::new().layer(errors::KnownMethodsLayer))
+        .to_service_builder();
     let mut tasks = Vec::new();
-    let mut local_addr = None;
-    if let Some(addr) = tcp {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|e| anyhow::anyhow!("bind rpc listener {addr}: {e}"))?;
-        local_addr = listener.local_addr().ok();
-        tracing::info!(addr = ?local_addr, "JSON-RPC listening (HTTP + WebSocket, GET /ready, /metrics)");
+    for listener in listeners.tcp {
+        listener.set_nonblocking(true)?;
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        let addr = listener.local_addr()?;
+        tracing::info!(%addr, "JSON-RPC listening (HTTP + WebSocket, GET /ready, /metrics)");
         tasks.push(spawn_accept_loop(
             listener,
             app.clone(),
@@ -305,10 +229,9 @@ pub async fn start(
             builder.clone(),
         ));
     }
-    if let Some(path) = unix {
-        let _ = std::fs::remove_file(&path);
-        let listener = tokio::net::UnixListener::bind(&path)
-            .map_err(|e| anyhow::anyhow!("bind rpc socket {}: {e}", path.display()))?;
+    if let Some((path, listener)) = listeners.unix {
+        listener.set_nonblocking(true)?;
+        let listener = tokio::net::UnixListener::from_std(listener)?;
         tracing::info!(path = %path.display(), "JSON-RPC listening on a Unix socket");
         tasks.push(spawn_accept_loop(
             listener,
@@ -318,11 +241,7 @@ pub async fn start(
             builder.clone(),
         ));
     }
-    Ok(RpcServer {
-        handle,
-        local_addr,
-        tasks,
-    })
+    Ok(RpcServer { handle, tasks })
 }
 
 /// A separate plain-HTTP `/metrics` listener (`--metrics-listen`).
@@ -362,33 +281,12 @@ pub async fn start_metrics(
     }))
 }
 
-/// `faultline-sidecar probe`: GET /ready over plain TCP; Ok when 200.
-pub fn probe(addr: SocketAddr, timeout: Duration) -> Result<(), String> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect_timeout(&addr, timeout)
-        .map_err(|e| format!("connect {addr}: {e}"))?;
-    s.set_read_timeout(Some(timeout))
-        .map_err(|e| e.to_string())?;
-    s.write_all(
-        format!("GET /ready HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .map_err(|e| format!("write {addr}: {e}"))?;
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    let status = out.split_whitespace().nth(1).unwrap_or("");
-    if status == "200" {
-        Ok(())
-    } else {
-        let body = out.split("\r\n\r\n").nth(1).unwrap_or("").trim();
-        Err(format!("not ready (HTTP {status}): {body}"))
+/// `faultline-sidecar probe`: GET /ready at `addr` (`host:port`, names resolved); Ok when 200.
+pub fn probe(addr: &str, timeout: Duration) -> Result<(), String> {
+    let client = crate::client::Client::tcp(addr, timeout);
+    match client.get("/ready") {
+        Ok((200, _)) => Ok(()),
+        Ok((status, body)) => Err(format!("not ready (HTTP {status}): {}", body.trim())),
+        Err(err) => Err(err.to_string()),
     }
-}
-
-/// Counts as `{"read": {"count": n, "errors": e}, ...}`.
-pub fn op_counts(app: &App) -> Value {
-    let mut ops = serde_json::Map::new();
-    for (name, count, errors) in app.metrics.op_counts() {
-        ops.insert(name.into(), json!({"count": count, "errors": errors}));
-    }
-    Value::Object(ops)
 }

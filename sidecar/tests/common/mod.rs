@@ -67,6 +67,8 @@ pub struct Sidecar {
     pub source: PathBuf,
     pub mnt: PathBuf,
     pub addr: SocketAddr,
+    /// What `--rpc-listen` is given (`addr`, or a name for it such as `localhost:PORT`).
+    pub listen: String,
     pub log: PathBuf,
 }
 
@@ -80,6 +82,12 @@ impl Sidecar {
     }
 
     pub fn start_with(seed: u64, extra: &[&str]) -> Self {
+        Self::start_on(seed, None, extra)
+    }
+
+    /// Starts with `--rpc-listen HOST:PORT` (PORT free on 127.0.0.1; HOST by default
+    /// 127.0.0.1) and `extra` flags.
+    pub fn start_on(seed: u64, host: Option<&str>, extra: &[&str]) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("faultline-sidecar-test")
             .tempdir()
@@ -88,9 +96,11 @@ impl Sidecar {
         let mnt = dir.path().join("mnt");
         std::fs::create_dir(&source).expect("mkdir src");
         std::fs::create_dir(&mnt).expect("mkdir mnt");
+        let addr = free_port();
         let mut s = Sidecar {
             child: None,
-            addr: free_port(),
+            addr,
+            listen: host.map_or_else(|| addr.to_string(), |h| format!("{h}:{}", addr.port())),
             log: dir.path().join("sidecar.log"),
             dir,
             source,
@@ -113,7 +123,7 @@ impl Sidecar {
             .arg("--mountpoint")
             .arg(&self.mnt)
             .arg("--rpc-listen")
-            .arg(self.addr.to_string())
+            .arg(&self.listen)
             .arg("--seed")
             .arg(seed.to_string())
             .args(extra)

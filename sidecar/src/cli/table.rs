@@ -1,0 +1,240 @@
+//! Readable tables of `rules.list` and `status` results (pure: JSON in, text out).
+
+use faultline_api::validate::errno_name;
+use serde_json::Value;
+
+/// Left-aligned columns, two spaces apart, header first.
+fn render(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut out = String::new();
+        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
+            if i + 1 == cells.len() {
+                out.push_str(cell);
+            } else {
+                out.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        out.trim_end().to_string() + "\n"
+    };
+    let mut out = line(header.to_vec());
+    for row in rows {
+        out.push_str(&line(row.iter().map(String::as_str).collect()));
+    }
+    out
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    }
+}
+
+/// `1500` → `1.5s`, `299000` → `4m59s`.
+fn millis(ms: u64) -> String {
+    match ms {
+        0..1_000 => format!("{ms}ms"),
+        1_000..60_000 => format!("{:.1}s", ms as f64 / 1000.0),
+        60_000..3_600_000 => format!("{}m{}s", ms / 60_000, ms % 60_000 / 1000),
+        _ => format!("{}h{}m", ms / 3_600_000, ms % 3_600_000 / 60_000),
+    }
+}
+
+fn errno(v: &Value) -> String {
+    match v.as_i64().and_then(errno_name) {
+        Some(name) => name.to_string(),
+        None => text(v),
+    }
+}
+
+/// What a rule does, in a few words.
+fn effect(rule: &Value) -> String {
+    match rule["type"].as_str().unwrap_or("") {
+        "latency" => text(&rule["latency"]),
+        "fault" => {
+            let faults = rule["faults"].as_array().cloned().unwrap_or_default();
+            let weighted = faults.len() > 1;
+            faults
+                .iter()
+                .map(|f| match weighted {
+                    true => format!("{}×{}", errno(&f["errno"]), text(&f["weight"])),
+                    false => errno(&f["errno"]),
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        }
+        "attrOverride" => rule["attr"]
+            .as_object()
+            .map(|attr| {
+                attr.iter()
+                    .map(|(k, v)| match (k.as_str(), v) {
+                        ("perm", Value::Number(n)) => {
+                            format!("perm={:04o}", n.as_u64().unwrap_or(0))
+                        }
+                        (_, Value::Object(t)) => format!("{k}={}", text(&t["sec"])),
+                        _ => format!("{k}={}", text(v)),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .unwrap_or_default(),
+        "mistake" => {
+            let m = &rule["mistake"];
+            format!(
+                "{}, ≤{} ranges of ≤{} bytes",
+                text(&m["filling"]),
+                text(&m["maxOccurrences"]),
+                text(&m["maxLength"])
+            )
+        }
+        _ => "-".into(),
+    }
+}
+
+/// The `rules.list` result as a table.
+pub(super) fn rules(result: &Value) -> String {
+    let list = result["rules"].as_array().cloned().unwrap_or_default();
+    let generation = text(&result["generation"]);
+    if list.is_empty() {
+        return format!("no rules (generation {generation})\n");
+    }
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|item| {
+            let rule = &item["rule"];
+            let methods = rule["methods"]
+                .as_array()
+                .map(|m| m.iter().map(text).collect::<Vec<_>>().join(","))
+                .unwrap_or_else(|| "(default)".into());
+            vec![
+                text(&item["id"]),
+                text(&rule["type"]),
+                rule["path"].as_str().unwrap_or("(all)").to_string(),
+                methods,
+                format!("{}%", rule["percent"].as_u64().unwrap_or(100)),
+                effect(rule),
+                text(&item["hits"]),
+                item["expiresInMs"].as_u64().map_or("-".into(), millis),
+            ]
+        })
+        .collect();
+    let header = [
+        "ID",
+        "TYPE",
+        "PATH",
+        "METHODS",
+        "PERCENT",
+        "EFFECT",
+        "HITS",
+        "EXPIRES IN",
+    ];
+    format!("generation {generation}\n{}", render(&header, &rows))
+}
+
+/// The `status` result: a key/value block, then the per-operation counters.
+pub(super) fn status(result: &Value) -> String {
+    let yes = |v: &Value| {
+        if v.as_bool() == Some(true) {
+            "yes"
+        } else {
+            "no"
+        }
+        .to_string()
+    };
+    let facts = [
+        ("mounted", yes(&result["mounted"])),
+        ("ready", yes(&result["ready"])),
+        ("source", text(&result["source"])),
+        ("mountpoint", text(&result["mountpoint"])),
+        ("generation", text(&result["generation"])),
+        ("rules", text(&result["rules"])),
+        ("inodes", text(&result["inodes"])),
+        ("open handles", text(&result["openHandles"])),
+        ("delayed ops", text(&result["delayedOps"])),
+        (
+            "uptime",
+            result["uptimeSeconds"]
+                .as_u64()
+                .map_or("-".into(), |s| millis(s * 1000)),
+        ),
+    ];
+    let mut out = String::new();
+    for (key, value) in facts {
+        out.push_str(&format!("{key:<13}{value}\n"));
+    }
+    let ops = result["ops"].as_object().cloned().unwrap_or_default();
+    if ops.is_empty() {
+        out.push_str("\nno operations yet\n");
+        return out;
+    }
+    let rows: Vec<Vec<String>> = ops
+        .iter()
+        .map(|(op, c)| {
+            vec![
+                op.clone(),
+                text(&c["count"]),
+                text(&c["errors"]),
+                text(&c["injected"]),
+            ]
+        })
+        .collect();
+    out.push('\n');
+    out.push_str(&render(&["OP", "COUNT", "ERRORS", "INJECTED"], &rows));
+    out.push_str(
+        "(errors: returned by the source, e.g. ENOENT; injected: failed by a fault rule)\n",
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn rules_table() {
+        let result = json!({"generation": 3, "rules": [
+            {"id": "slow", "rule": {"type": "latency", "latency": "300ms", "methods": ["read"]}, "hits": 12},
+            {"id": "r2", "rule": {"type": "fault", "path": "logs/**", "percent": 50,
+              "faults": [{"errno": 5, "weight": 1}, {"errno": 28, "weight": 3}]}, "hits": 0, "expiresInMs": 299_000},
+            {"id": "ro", "rule": {"type": "attrOverride", "attr": {"perm": 292}}, "hits": 1},
+        ]});
+        assert_eq!(
+            rules(&result),
+            "generation 3\n\
+             ID    TYPE          PATH     METHODS    PERCENT  EFFECT          HITS  EXPIRES IN\n\
+             slow  latency       (all)    read       100%     300ms           12    -\n\
+             r2    fault         logs/**  (default)  50%      EIO×1 ENOSPC×3  0     4m59s\n\
+             ro    attrOverride  (all)    (default)  100%     perm=0444       1     -\n"
+        );
+        assert_eq!(
+            rules(&json!({"generation": 0, "rules": []})),
+            "no rules (generation 0)\n"
+        );
+    }
+
+    #[test]
+    fn status_table() {
+        let result = json!({"mounted": true, "ready": true, "source": "/src", "mountpoint": "/mnt",
+            "generation": 2, "rules": 1, "inodes": 4, "openHandles": 0, "delayedOps": 0,
+            "uptimeSeconds": 75, "ops": {"lookup": {"count": 9, "errors": 3, "injected": 0},
+            "open": {"count": 2, "errors": 0, "injected": 2}}});
+        let out = status(&result);
+        assert!(
+            out.starts_with("mounted      yes\nready        yes\n"),
+            "{out}"
+        );
+        assert!(out.contains("uptime       1m15s\n"), "{out}");
+        assert!(
+            out.contains("OP      COUNT  ERRORS  INJECTED\nlookup  9      3       0\nopen    2      0       2\n"),
+            "{out}"
+        );
+    }
+}
