@@ -11,7 +11,7 @@ use crate::rpc::listen::resolve;
 
 /// Where the sidecar's RPC service is.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Endpoint {
+pub(crate) enum Endpoint {
     /// `host:port` (names resolved).
     Tcp(String),
     Unix(PathBuf),
@@ -27,7 +27,7 @@ impl std::fmt::Display for Endpoint {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum ClientError {
+pub(crate) enum ClientError {
     #[error("cannot reach the sidecar at {endpoint}: {reason}")]
     Connect { endpoint: String, reason: String },
     #[error("talking to the sidecar at {endpoint}: {source}")]
@@ -57,17 +57,17 @@ trait Stream: Read + Write {}
 impl<T: Read + Write> Stream for T {}
 
 #[derive(Debug, Clone)]
-pub struct Client {
+pub(crate) struct Client {
     endpoint: Endpoint,
     timeout: Duration,
 }
 
 impl Client {
-    pub fn new(endpoint: Endpoint, timeout: Duration) -> Self {
+    pub(crate) fn new(endpoint: Endpoint, timeout: Duration) -> Self {
         Self { endpoint, timeout }
     }
 
-    pub fn tcp(addr: &str, timeout: Duration) -> Self {
+    pub(crate) fn tcp(addr: &str, timeout: Duration) -> Self {
         Self::new(Endpoint::Tcp(addr.to_string()), timeout)
     }
 
@@ -130,14 +130,14 @@ impl Client {
     }
 
     /// `GET path`: (status, body).
-    pub fn get(&self, path: &str) -> Result<(u16, String), ClientError> {
+    pub(crate) fn get(&self, path: &str) -> Result<(u16, String), ClientError> {
         self.exchange(&format!(
             "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
         ))
     }
 
     /// Calls `method` with named `params`; the `result`, or the sidecar's error.
-    pub fn call(&self, method: &str, params: Value) -> Result<Value, ClientError> {
+    pub(crate) fn call(&self, method: &str, params: Value) -> Result<Value, ClientError> {
         let body =
             json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string();
         let (status, answer) = self.exchange(&format!(

@@ -10,7 +10,7 @@
 //! | `POST /inject` | Pods, CREATE | the FUSE sidecar of DESIGN.md §7 as a JSON Patch ([`inject`]) |
 //! | `GET /healthz`, `GET /readyz` | | liveness / readiness |
 //!
-//! Prometheus metrics are served in plain HTTP on `--metrics-listen` ([`metrics`]).
+//! Prometheus metrics are served in plain HTTP on `--metrics-listen` (`metrics.rs`).
 //!
 //! ## Layout
 //! The axum server ([`server`]) is a thin shell: it decodes the body ([`review::decode`]; a body
@@ -19,9 +19,9 @@
 //! * [`admission::validate`]`(&Review, &Policy, &dyn NamespaceLabels) -> Verdict`
 //! * [`admission::default`]`(&Review) -> Verdict`
 //! * [`inject::handle`]`(&Review, &Template, &dyn NamespaceLabels) -> Verdict` (opt-in checked by
-//!   [`opt_in::refusal`])
+//!   `opt_in::refusal`)
 //!
-//! Patches are built by diffing the typed object before and after the change ([`patch::diff`],
+//! Patches are built by diffing the typed object before and after the change (`patch::diff`,
 //! aligned on `name` in lists so an insertion is one `add`, never a rewrite of its neighbours).
 //!
 //! ## Files and reloads
@@ -40,9 +40,9 @@
 
 pub mod admission;
 pub mod inject;
-pub mod metrics;
-pub mod opt_in;
-pub mod patch;
+pub(crate) mod metrics;
+pub(crate) mod opt_in;
+pub(crate) mod patch;
 pub mod policy;
 pub mod review;
 pub mod server;

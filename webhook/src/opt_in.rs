@@ -16,7 +16,11 @@ use crate::policy::{
 };
 
 /// Why a pod is left without a sidecar: the text is the admission warning the client sees.
-pub fn refusal(pod: &Pod, namespace: &str, namespaces: &dyn NamespaceLabels) -> Option<String> {
+pub(crate) fn refusal(
+    pod: &Pod,
+    namespace: &str,
+    namespaces: &dyn NamespaceLabels,
+) -> Option<String> {
     let label = pod
         .metadata
         .labels

@@ -16,7 +16,7 @@ use json_patch::{AddOperation, Patch, PatchOperation, RemoveOperation, ReplaceOp
 use serde_json::{Map, Value};
 
 /// The patch that turns `left` into `right`.
-pub fn diff(left: &Value, right: &Value) -> Patch {
+pub(crate) fn diff(left: &Value, right: &Value) -> Patch {
     let mut patch = Patch(Vec::new());
     diff_at(left, right, PointerBuf::root(), &mut patch);
     patch
@@ -25,7 +25,7 @@ pub fn diff(left: &Value, right: &Value) -> Patch {
 /// Appends to `patch` the operations turning `left` into `right`, both found at `pointer`.
 /// Below the root, `null` stands for an absent member: absent → value is an `add`,
 /// value → absent a `remove`.
-pub fn diff_at(left: &Value, right: &Value, mut pointer: PointerBuf, patch: &mut Patch) {
+pub(crate) fn diff_at(left: &Value, right: &Value, mut pointer: PointerBuf, patch: &mut Patch) {
     if pointer.is_root() {
         diff_value(left, right, &mut pointer, &mut patch.0);
         return;

@@ -9,7 +9,7 @@ use fuser::{FileAttr, FileType, INodeNo};
 use super::Injector;
 
 #[derive(Debug)]
-pub struct AttrOverrider {
+pub(super) struct AttrOverrider {
     pub attr: AttrOverride,
 }
 

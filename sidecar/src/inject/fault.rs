@@ -6,13 +6,13 @@ use rand::Rng as _;
 use super::{Injector, Plan, Rng};
 
 #[derive(Debug)]
-pub struct Fault {
+pub(super) struct Fault {
     /// (errno, weight); weights are not all zero (validated).
     pub errnos: Vec<(i32, u32)>,
 }
 
 impl Fault {
-    pub fn pick(&self, rng: &mut Rng) -> Errno {
+    pub(super) fn pick(&self, rng: &mut Rng) -> Errno {
         let total: u64 = self.errnos.iter().map(|(_, w)| u64::from(*w)).sum();
         if total == 0 {
             return Errno::EIO;

@@ -5,7 +5,7 @@ use std::time::Duration;
 use super::{Injector, Plan, Rng};
 
 #[derive(Debug)]
-pub struct Latency {
+pub(super) struct Latency {
     pub delay: Duration,
 }
 

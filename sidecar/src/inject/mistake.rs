@@ -7,7 +7,7 @@ use rand::Rng as _;
 use super::{Injector, Rng};
 
 #[derive(Debug)]
-pub struct Mistake {
+pub(super) struct Mistake {
     pub filling: Filling,
     pub max_occurrences: u64,
     pub max_length: u64,
@@ -16,7 +16,7 @@ pub struct Mistake {
 impl Mistake {
     /// Corrupts `buf` in place; returns the number of bytes overwritten (a range may overlap
     /// another; bytes are counted once per range).
-    pub fn corrupt(&self, buf: &mut [u8], rng: &mut Rng) -> u64 {
+    pub(super) fn corrupt(&self, buf: &mut [u8], rng: &mut Rng) -> u64 {
         if buf.is_empty() || self.max_occurrences == 0 || self.max_length == 0 {
             return 0;
         }

@@ -14,7 +14,7 @@ use nix::sys::stat::{Mode, umask};
 
 /// Why the RPC service cannot listen where it was told to.
 #[derive(Debug, thiserror::Error)]
-pub enum ListenError {
+pub(crate) enum ListenError {
     #[error("--rpc-listen {addr}: cannot resolve it: {source}")]
     Resolve {
         addr: String,
@@ -58,7 +58,7 @@ pub(crate) fn is_loopback(addr: &SocketAddr) -> bool {
 }
 
 /// `host:port` or `ip:port` to addresses (names resolved, `localhost:65533` works).
-pub fn resolve(addr: &str) -> Result<Vec<SocketAddr>, ListenError> {
+pub(crate) fn resolve(addr: &str) -> Result<Vec<SocketAddr>, ListenError> {
     let mut addrs: Vec<SocketAddr> = match addr.parse::<SocketAddr>() {
         Ok(a) => vec![a],
         Err(_) => addr
@@ -79,7 +79,10 @@ pub fn resolve(addr: &str) -> Result<Vec<SocketAddr>, ListenError> {
 }
 
 /// The addresses `--rpc-listen` may bind: every one loopback, unless `allow_non_loopback`.
-pub fn checked(addr: &str, allow_non_loopback: bool) -> Result<Vec<SocketAddr>, ListenError> {
+pub(crate) fn checked(
+    addr: &str,
+    allow_non_loopback: bool,
+) -> Result<Vec<SocketAddr>, ListenError> {
     let addrs = resolve(addr)?;
     if !allow_non_loopback && !addrs.iter().all(is_loopback) {
         let resolved: Vec<String> = addrs.iter().map(ToString::to_string).collect();
@@ -93,7 +96,7 @@ pub fn checked(addr: &str, allow_non_loopback: bool) -> Result<Vec<SocketAddr>, 
 
 /// Binds every address; one that does not exist on this host (`::1` without IPv6) is skipped
 /// as long as another was bound.
-pub fn bind_tcp(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>, ListenError> {
+pub(crate) fn bind_tcp(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>, ListenError> {
     let mut bound = Vec::new();
     let mut first_err = None;
     for addr in addrs {
@@ -122,7 +125,7 @@ pub fn bind_tcp(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>, ListenError> {
 
 /// A Unix socket at `path` with permission bits `mode`. A stale socket of an earlier run is
 /// replaced; any other file there is refused.
-pub fn bind_unix(path: &Path, mode: u32) -> Result<UnixListener, ListenError> {
+pub(crate) fn bind_unix(path: &Path, mode: u32) -> Result<UnixListener, ListenError> {
     let io = |what: &'static str| {
         move |source| ListenError::Unix {
             path: path.into(),
@@ -151,14 +154,14 @@ pub fn bind_unix(path: &Path, mode: u32) -> Result<UnixListener, ListenError> {
 
 /// The listeners of the RPC service, bound.
 #[derive(Debug, Default)]
-pub struct Listeners {
+pub(crate) struct Listeners {
     pub tcp: Vec<TcpListener>,
     pub unix: Option<(PathBuf, UnixListener)>,
 }
 
 impl Listeners {
     /// Checks and binds `--rpc-listen` and `--rpc-socket`.
-    pub fn bind(
+    pub(crate) fn bind(
         tcp: Option<&str>,
         allow_non_loopback: bool,
         unix: Option<(&Path, u32)>,

@@ -149,7 +149,7 @@ pub(crate) struct RpcServer {
 }
 
 impl RpcServer {
-    pub async fn stop(self) {
+    pub(crate) async fn stop(self) {
         let _ = self.handle.stop();
         for t in self.tasks {
             let _ = tokio::time::timeout(Duration::from_secs(1), t).await;

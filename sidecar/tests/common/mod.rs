@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 /// Why FUSE tests cannot run here, if they cannot. In CI (`CI=true`) a missing prerequisite is
 /// a failure, not a skip: a test that could not run must not count as passed.
-pub fn skip_reason() -> Option<String> {
+pub(crate) fn skip_reason() -> Option<String> {
     let reason = missing_prerequisite()?;
     assert!(
         std::env::var("CI").map_or(true, |v| v != "true"),
@@ -34,7 +34,7 @@ fn missing_prerequisite() -> Option<String> {
 }
 
 /// Timing-sensitive tests run alone: they take this lock exclusively, every other test shares it.
-pub static SERIAL: std::sync::RwLock<()> = std::sync::RwLock::new(());
+pub(crate) static SERIAL: std::sync::RwLock<()> = std::sync::RwLock::new(());
 
 /// Returns early from a test (with a printed reason) when FUSE is unavailable; otherwise holds
 /// the shared (or, with `exclusive`, the exclusive) test lock for the rest of the test.
@@ -56,12 +56,12 @@ macro_rules! require_fuse {
     };
 }
 
-pub fn free_port() -> SocketAddr {
+pub(crate) fn free_port() -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind ephemeral port");
     l.local_addr().expect("local addr")
 }
 
-pub struct Sidecar {
+pub(crate) struct Sidecar {
     pub child: Option<Child>,
     pub dir: tempfile::TempDir,
     pub source: PathBuf,
@@ -72,22 +72,22 @@ pub struct Sidecar {
     pub log: PathBuf,
 }
 
-pub fn bin() -> &'static str {
+pub(crate) fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_faultline-sidecar")
 }
 
 impl Sidecar {
-    pub fn start(seed: u64) -> Self {
+    pub(crate) fn start(seed: u64) -> Self {
         Self::start_with(seed, &[])
     }
 
-    pub fn start_with(seed: u64, extra: &[&str]) -> Self {
+    pub(crate) fn start_with(seed: u64, extra: &[&str]) -> Self {
         Self::start_on(seed, None, extra)
     }
 
     /// Starts with `--rpc-listen HOST:PORT` (PORT free on 127.0.0.1; HOST by default
     /// 127.0.0.1) and `extra` flags.
-    pub fn start_on(seed: u64, host: Option<&str>, extra: &[&str]) -> Self {
+    pub(crate) fn start_on(seed: u64, host: Option<&str>, extra: &[&str]) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("faultline-sidecar-test")
             .tempdir()
@@ -111,7 +111,7 @@ impl Sidecar {
     }
 
     /// Starts (again) on the same source and mountpoint.
-    pub fn spawn(&mut self, seed: u64, extra: &[&str]) {
+    pub(crate) fn spawn(&mut self, seed: u64, extra: &[&str]) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -136,7 +136,7 @@ impl Sidecar {
         self.wait_ready();
     }
 
-    pub fn wait_ready(&mut self) {
+    pub(crate) fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if let Some(c) = self.child.as_mut()
@@ -156,15 +156,15 @@ impl Sidecar {
         }
     }
 
-    pub fn logs(&self) -> String {
+    pub(crate) fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    pub fn pid(&self) -> i32 {
+    pub(crate) fn pid(&self) -> i32 {
         self.child.as_ref().map(|c| c.id() as i32).expect("running")
     }
 
-    pub fn signal(&self, sig: i32) {
+    pub(crate) fn signal(&self, sig: i32) {
         // SAFETY: signalling our own child.
         unsafe {
             libc::kill(self.pid(), sig);
@@ -172,7 +172,7 @@ impl Sidecar {
     }
 
     /// Waits for exit; returns the elapsed time.
-    pub fn wait_exit(&mut self, timeout: Duration) -> Duration {
+    pub(crate) fn wait_exit(&mut self, timeout: Duration) -> Duration {
         let start = Instant::now();
         let child = self.child.as_mut().expect("running");
         loop {
@@ -188,12 +188,12 @@ impl Sidecar {
         }
     }
 
-    pub fn rpc(&self, method: &str, params: Value) -> Value {
+    pub(crate) fn rpc(&self, method: &str, params: Value) -> Value {
         rpc(self.addr, method, params)
     }
 
     /// The `result`, panicking on an error reply.
-    pub fn call(&self, method: &str, params: Value) -> Value {
+    pub(crate) fn call(&self, method: &str, params: Value) -> Value {
         let v = self.rpc(method, params);
         match v.get("result") {
             Some(r) => r.clone(),
@@ -201,17 +201,17 @@ impl Sidecar {
         }
     }
 
-    pub fn set_rules(&self, rules: Value) -> u64 {
+    pub(crate) fn set_rules(&self, rules: Value) -> u64 {
         self.call("rules.set", json!({ "rules": rules }))["generation"]
             .as_u64()
             .expect("generation")
     }
 
-    pub fn m(&self, rel: &str) -> PathBuf {
+    pub(crate) fn m(&self, rel: &str) -> PathBuf {
         self.mnt.join(rel)
     }
 
-    pub fn s(&self, rel: &str) -> PathBuf {
+    pub(crate) fn s(&self, rel: &str) -> PathBuf {
         self.source.join(rel)
     }
 }
@@ -243,7 +243,7 @@ impl Drop for Sidecar {
     }
 }
 
-pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+pub(crate) fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
     write!(
@@ -269,7 +269,7 @@ fn parse_response(out: &str) -> std::io::Result<(u16, String)> {
     Ok((code, body))
 }
 
-pub fn rpc(addr: SocketAddr, method: &str, params: Value) -> Value {
+pub(crate) fn rpc(addr: SocketAddr, method: &str, params: Value) -> Value {
     let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string();
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).expect("connect rpc");
     s.set_read_timeout(Some(Duration::from_secs(10)))
@@ -288,11 +288,11 @@ pub fn rpc(addr: SocketAddr, method: &str, params: Value) -> Value {
 }
 
 /// errno of an I/O result.
-pub fn errno<T>(r: std::io::Result<T>) -> Option<i32> {
+pub(crate) fn errno<T>(r: std::io::Result<T>) -> Option<i32> {
     r.err().and_then(|e| e.raw_os_error())
 }
 
-pub fn fnv(data: &[u8]) -> u64 {
+pub(crate) fn fnv(data: &[u8]) -> u64 {
     data.iter().fold(0xcbf29ce484222325u64, |h, b| {
         (h ^ u64::from(*b)).wrapping_mul(0x100000001b3)
     })

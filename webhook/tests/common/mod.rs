@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 /// An AdmissionReview exactly as kube-apiserver sends it.
 /// `gvr` = (group, version, kind, resource plural).
-pub fn review(
+pub(crate) fn review(
     (group, version, kind, resource): (&str, &str, &str, &str),
     operation: &str,
     namespace: &str,
@@ -48,7 +48,7 @@ pub fn review(
 }
 
 /// A pod CREATE review.
-pub fn pod_review(pod: Value) -> Value {
+pub(crate) fn pod_review(pod: Value) -> Value {
     let ns = pod
         .pointer("/metadata/namespace")
         .and_then(Value::as_str)
@@ -58,7 +58,7 @@ pub fn pod_review(pod: Value) -> Value {
 }
 
 /// A chaos-object review.
-pub fn chaos_review(operation: &str, object: Value, old_object: Value) -> Value {
+pub(crate) fn chaos_review(operation: &str, object: Value, old_object: Value) -> Value {
     let kind = object["kind"].as_str().unwrap_or_default().to_owned();
     let ns = object
         .pointer("/metadata/namespace")
@@ -76,7 +76,7 @@ pub fn chaos_review(operation: &str, object: Value, old_object: Value) -> Value 
 }
 
 /// The response part of an answer body.
-pub fn response(body: &[u8]) -> Value {
+pub(crate) fn response(body: &[u8]) -> Value {
     let v: Value = serde_json::from_slice(body).expect("answer is JSON");
     assert_eq!(v["apiVersion"], "admission.k8s.io/v1");
     assert_eq!(v["kind"], "AdmissionReview");
@@ -84,7 +84,7 @@ pub fn response(body: &[u8]) -> Value {
 }
 
 /// The decoded JSON Patch of a response, if any.
-pub fn patch_of(response: &Value) -> Option<json_patch::Patch> {
+pub(crate) fn patch_of(response: &Value) -> Option<json_patch::Patch> {
     let b64 = response.get("patch")?.as_str()?;
     assert_eq!(response["patchType"], "JSONPatch");
     let bytes = base64_decode(b64);
@@ -110,7 +110,7 @@ fn base64_decode(s: &str) -> Vec<u8> {
 }
 
 /// Namespace labels where `namespace` is opted in to sidecar injection.
-pub fn injection_enabled(
+pub(crate) fn injection_enabled(
     namespace: &str,
 ) -> std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>> {
     std::collections::BTreeMap::from([(
