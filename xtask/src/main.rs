@@ -2,7 +2,8 @@
 //!
 //! - `test`  — installs what the suite needs when missing (Debian/Ubuntu packages via apt-get when
 //!   root; cargo tools via `cargo install`), then `cargo fmt --check`, `cargo clippy -D warnings`
-//!   and the whole workspace suite (cargo-nextest if present, else `cargo test`).
+//!   and the whole workspace suite (cargo-nextest if present, else `cargo test`), with one
+//!   control plane (`cluster`) for the end-to-end tests, built with Go when missing.
 //! - `crds`  — regenerates `manifests/crds/*.yaml` from the Rust types.
 //! - `bench <crate>` — installs the tools that crate's benchmark needs and runs
 //!   `cargo bench -p faultline-<crate>`.
@@ -122,7 +123,9 @@ const TEST_HELP: &str = "usage: cargo xtask test [ARGS...]\n\n\
      protobuf-compiler fuse3 containerd runc stress-ng iproute2 fio; cargo install pjdfstest),\n\
      then runs cargo fmt --check, cargo clippy -D warnings, the doctests, pjdfstest on a raw\n\
      directory vs a sidecar mount, and every test of the workspace. ARGS go to cargo nextest run\n\
-     (or cargo test). With CI=true a test whose prerequisite is missing fails instead of skipping.";
+     (or cargo test). The end-to-end tests (tests/) share one kube-apiserver + etcd, built from\n\
+     tests/cluster with Go when missing (cargo xtask cluster build) and stopped after the suite.\n\
+     With CI=true a test whose prerequisite is missing fails instead of skipping.";
 const DEPS_HELP: &str = "usage: cargo xtask deps\n\n\
      Only the installation step of `cargo xtask test`.";
 const CRDS_HELP: &str = "usage: cargo xtask crds\n\n\
@@ -314,7 +317,9 @@ fn test(extra: &[String]) -> Result<(), String> {
         failures.extend(run(doc, "cargo test --doc").err());
     }
     failures.extend(posix_suite().err());
+    let control_plane = SuiteControlPlane::start(&mut failures);
     let mut suite = cargo();
+    suite.envs(control_plane.env.iter().map(|(k, v)| (k, v)));
     if nextest {
         suite
             .args(["nextest", "run", "--workspace", "--no-fail-fast"])
@@ -326,11 +331,104 @@ fn test(extra: &[String]) -> Result<(), String> {
             .args(extra);
         failures.extend(run(suite, "cargo test --workspace").err());
     }
+    failures.extend(control_plane.stop().err());
     if failures.is_empty() {
         Ok(())
     } else {
         Err(failures.join("\n"))
     }
+}
+
+/// The control plane the suite's end-to-end tests (`tests/`, faultline-e2e) share: its binaries
+/// built when missing, started before the suite (`FAULTLINE_CLUSTER` tells the tests where), and
+/// stopped after it. When it cannot start, the tests skip with the reason
+/// (`FAULTLINE_CLUSTER_UNAVAILABLE`) — and with CI=true the run fails, naming it.
+struct SuiteControlPlane {
+    plane: Option<(cluster::ControlPlane, cluster::Watchdog)>,
+    env: Vec<(String, String)>,
+}
+
+impl SuiteControlPlane {
+    fn start(failures: &mut Vec<String>) -> Self {
+        let unavailable = |why: String, failures: &mut Vec<String>| {
+            if on_ci() {
+                failures.push(format!("control plane for the e2e tests: {why}"));
+            } else {
+                println!("xtask: no control plane, the e2e tests will skip: {why}");
+            }
+            Self {
+                plane: None,
+                env: vec![("FAULTLINE_CLUSTER_UNAVAILABLE".into(), why)],
+            }
+        };
+        let tools = match cluster::build(&root()) {
+            Ok(tools) => tools,
+            Err(why) => return unavailable(why, failures),
+        };
+        let mut webhook = cargo();
+        webhook.args(["build", "--quiet", "-p", "faultline-webhook"]);
+        webhook.args(["--bin", "faultline-webhook"]);
+        if let Err(why) = run(webhook, "cargo build faultline-webhook (for the e2e tests)") {
+            failures.push(why);
+        }
+        let dir = target_dir().join("faultline-cluster-test");
+        if dir.join(cluster::STATE_FILE).exists() {
+            // Left by a run that was killed before its watchdog could clean up.
+            let _ = cluster::down(&dir);
+        }
+        println!("xtask: starting the e2e control plane in {}", dir.display());
+        let started = std::time::Instant::now();
+        let plane = match cluster::start(&tools, &dir, &|pki| cluster::pki_with_cli(&root(), pki)) {
+            Ok(plane) => plane,
+            Err(why) => return unavailable(why, failures),
+        };
+        let watchdog = match cluster::watchdog(&plane) {
+            Ok(w) => w,
+            Err(why) => {
+                let mut plane = plane;
+                let _ = cluster::stop(&mut plane);
+                return unavailable(why, failures);
+            }
+        };
+        println!(
+            "xtask: kube-apiserver {} ready in {:.1} s",
+            plane.server,
+            started.elapsed().as_secs_f64()
+        );
+        let env = vec![
+            ("FAULTLINE_CLUSTER".into(), plane.dir.display().to_string()),
+            (
+                "FAULTLINE_WEBHOOK_BIN".into(),
+                target_dir()
+                    .join("debug/faultline-webhook")
+                    .display()
+                    .to_string(),
+            ),
+        ];
+        Self {
+            plane: Some((plane, watchdog)),
+            env,
+        }
+    }
+
+    fn stop(self) -> Result<(), String> {
+        let Some((mut plane, watchdog)) = self.plane else {
+            return Ok(());
+        };
+        let result = cluster::stop(&mut plane);
+        watchdog.disarm();
+        result.map_err(|why| format!("stopping the e2e control plane: {why}"))
+    }
+}
+
+fn on_ci() -> bool {
+    env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+fn target_dir() -> PathBuf {
+    env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
 }
 
 /// pjdfstest on a raw directory and through a sidecar mount: every test that passes on raw must
@@ -347,10 +445,7 @@ fn posix_suite() -> Result<(), String> {
         "faultline-sidecar",
     ]);
     run(build, "cargo build faultline-sidecar (for pjdfstest)")?;
-    let target = env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target"));
-    let binary = target.join("debug/faultline-sidecar");
+    let binary = target_dir().join("debug/faultline-sidecar");
     let script = root().join("sidecar/tests/pjdfstest.sh");
     let mut cmd = Command::new("bash");
     cmd.arg(&script).arg(&binary).current_dir(root());
