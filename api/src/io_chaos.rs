@@ -1,9 +1,9 @@
 //! IOChaos: file-system faults served by the pod's FUSE sidecar.
 
-use crate::iorule::{self, AttrOverride, IoFaultType, Mistake, canonical_method, compile_glob};
+use crate::iorule::{self, AttrOverride, IoFaultType, Mistake, compile_glob};
 use crate::selector::{PodSelector, validate_container_names};
 use crate::status::ChaosStatus;
-use crate::validate::{self, Findings, Rule, Violation, in_range, index};
+use crate::validate::{self, Findings, Rule, Violation};
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -73,8 +73,24 @@ pub(crate) fn relative_to_volume(path: &str, volume: &str) -> Option<String> {
     Some(rel.to_string_lossy().into_owned())
 }
 
+/// The rule fields of an IOChaos, checked while validating (see [`IOChaosSpec::checked`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct IoValues {
+    /// The glob relative to the volume; `None` = every file.
+    pub path: Option<String>,
+    pub methods: Vec<&'static str>,
+    pub percent: Option<u32>,
+}
+
 impl IOChaosSpec {
+    /// Every violation of the spec, with its field path.
     pub fn validate(&self) -> Vec<Violation> {
+        self.checked().1
+    }
+
+    /// The rule fields as the sidecar takes them (when they are all valid), and the violations.
+    /// The conversion to a sidecar rule uses these values instead of checking again.
+    pub(crate) fn checked(&self) -> (Option<IoValues>, Vec<Violation>) {
         let mut f = Findings::default();
         self.scope.validate_at("spec", &mut f);
         validate_container_names("spec.containerNames", &self.container_names, &mut f);
@@ -100,7 +116,9 @@ impl IOChaosSpec {
         } else {
             true
         };
+        let mut relative = Some(None);
         if let Some(path) = &self.path {
+            relative = None;
             if !path.starts_with('/') {
                 f.push(
                     "spec.path",
@@ -110,30 +128,21 @@ impl IOChaosSpec {
                 );
             } else if let Err(rule) = compile_glob(path) {
                 f.push("spec.path", rule);
-            } else if volume_ok && relative_to_volume(path, volume).is_none() {
-                f.push(
-                    "spec.path",
-                    Rule::PathOutsideVolume {
-                        path: path.clone(),
-                        volume: volume.into(),
-                    },
-                );
+            } else if volume_ok {
+                match relative_to_volume(path, volume) {
+                    Some(rel) => relative = Some(Some(rel)),
+                    None => f.push(
+                        "spec.path",
+                        Rule::PathOutsideVolume {
+                            path: path.clone(),
+                            volume: volume.into(),
+                        },
+                    ),
+                }
             }
         }
-        for (i, method) in self.methods.iter().enumerate() {
-            if canonical_method(method).is_none() {
-                f.push(
-                    index("spec.methods", i),
-                    Rule::UnknownMethod {
-                        value: method.clone(),
-                        known: iorule::FUSE_METHODS.join(", "),
-                    },
-                );
-            }
-        }
-        if let Some(percent) = self.percent {
-            f.check("spec.percent", in_range(percent.into(), 0, 100));
-        }
+        let methods = iorule::check_methods(&mut f, "spec.methods", &self.methods);
+        let percent = iorule::check_percent(&mut f, "spec.percent", self.percent);
         match self.action {
             IoFaultType::Latency => match &self.delay {
                 Some(delay) => iorule::check_positive_duration(&mut f, "spec.delay", delay),
@@ -175,7 +184,15 @@ impl IOChaosSpec {
         if let Some(duration) = &self.duration {
             iorule::check_positive_duration(&mut f, "spec.duration", duration);
         }
-        f.into_vec()
+        let values = match (relative, methods, percent) {
+            (Some(path), Some(methods), Some(percent)) if volume_ok => Some(IoValues {
+                path,
+                methods,
+                percent,
+            }),
+            _ => None,
+        };
+        (values, f.into_vec())
     }
 }
 

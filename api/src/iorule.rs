@@ -329,23 +329,12 @@ impl IoRule {
         if let Some(glob) = &self.path {
             findings.check(child(path, "path"), compile_glob(glob).map(|_| ()));
         }
-        for (i, method) in self.methods.iter().enumerate() {
-            if canonical_method(method).is_none() {
-                findings.push(
-                    index(&child(path, "methods"), i),
-                    Rule::UnknownMethod {
-                        value: method.clone(),
-                        known: FUSE_METHODS.join(", "),
-                    },
-                );
-            }
-        }
-        if let Some(percent) = self.percent {
-            findings.check(
-                child(path, "percent"),
-                validate::in_range(percent.into(), 0, 100),
-            );
-        }
+        check_methods(findings, &child(path, "methods"), &self.methods);
+        check_percent(
+            findings,
+            &child(path, "percent"),
+            self.percent.map(i64::from),
+        );
         if let Some(ttl) = &self.ttl {
             check_positive_duration(findings, &child(path, "ttl"), ttl);
         }
@@ -442,6 +431,47 @@ impl IoRule {
     /// The rule's time to live, if set and valid.
     pub fn ttl_duration(&self) -> Option<Duration> {
         self.ttl.as_deref().and_then(|s| parse_duration(s).ok())
+    }
+}
+
+/// The canonical names of `methods` (the one method check of IoRule and IOChaos); each unknown
+/// name is a violation at `path[i]`, and then there is no list.
+pub(crate) fn check_methods(
+    findings: &mut Findings,
+    path: &str,
+    methods: &[String],
+) -> Option<Vec<&'static str>> {
+    let mut known = Vec::with_capacity(methods.len());
+    for (i, method) in methods.iter().enumerate() {
+        match canonical_method(method) {
+            Some(name) => known.push(name),
+            None => findings.push(
+                index(path, i),
+                Rule::UnknownMethod {
+                    value: method.clone(),
+                    known: FUSE_METHODS.join(", "),
+                },
+            ),
+        }
+    }
+    (known.len() == methods.len()).then_some(known)
+}
+
+/// A percentage of operations, 0..=100 (absent stays absent: every operation).
+pub(crate) fn check_percent(
+    findings: &mut Findings,
+    path: &str,
+    percent: Option<i64>,
+) -> Option<Option<u32>> {
+    let Some(percent) = percent else {
+        return Some(None);
+    };
+    match validate::in_range(percent.into(), 0, 100) {
+        Ok(()) => u32::try_from(percent).ok().map(Some),
+        Err(rule) => {
+            findings.push(path, rule);
+            None
+        }
     }
 }
 

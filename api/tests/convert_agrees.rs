@@ -1,10 +1,12 @@
-//! Conversions agree with validation, field for field: for every NetworkChaos and StressChaos
-//! spec, the conversion succeeds exactly when validation finds nothing, and when it fails it
+//! Conversions agree with validation, field for field: for every NetworkChaos, StressChaos and
+//! IOChaos spec, the conversion succeeds exactly when validation finds nothing, and when it fails it
 //! returns the very violations validation reports. Values are drawn from lists of valid and
 //! invalid field values, so both sides of every check are reached.
 
+use faultline_api::convert::io::io_rule;
 use faultline_api::convert::network::{NetworkFault, network_fault};
 use faultline_api::convert::stress::stress_plan;
+use faultline_api::io_chaos::IOChaosSpec;
 use faultline_api::network_chaos::NetworkChaosSpec;
 use faultline_api::parse;
 use faultline_api::stress_chaos::StressChaosSpec;
@@ -113,8 +115,45 @@ prop_compose! {
     }
 }
 
+prop_compose! {
+    fn io_spec()(
+        action in proptest::sample::select(&["latency", "fault", "attrOverride", "mistake"][..]),
+        volume in pick(&["/data", "/data/", "", "data", "/data/../etc"]),
+        path in pick(&["/data/**", "/data", "/data2/x", "logs/*", "/data/[", "/data/a/*.log"]),
+        methods in proptest::collection::vec(proptest::sample::select(&["read", "WRITE", "open", "reed", ""][..]), 0..3),
+        percent in int(&[-1, 0, 50, 100, 101]),
+        delay in pick(&["10ms", "0", "", "x"]),
+        errno in int(&[0, 5, 28, 4096]),
+    ) -> Value {
+        let mut spec = json!({"mode": "all", "selector": {"namespaces": ["shop"]}, "action": action, "methods": methods});
+        for (k, v) in [("volumePath", volume), ("path", path), ("percent", percent), ("delay", delay), ("errno", errno)] {
+            if let Some(v) = v {
+                spec[k] = v;
+            }
+        }
+        spec
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn io_conversion_agrees_with_validation(value in io_spec()) {
+        let Ok(spec) = parse::<IOChaosSpec>(value) else { return Ok(()); };
+        let violations = spec.validate();
+        match io_rule(&spec, None) {
+            Ok(rule) => {
+                prop_assert!(violations.is_empty(), "converted despite {violations:?}");
+                // Every method the spec names reaches the rule: none dropped (an empty list
+                // would mean every method).
+                prop_assert_eq!(rule.methods.len(), spec.methods.len());
+                prop_assert_eq!(rule.percent.map(i64::from), spec.percent);
+                prop_assert_eq!(rule.path.is_some(), spec.path.is_some());
+            }
+            Err(got) => prop_assert_eq!(got, violations),
+        }
+    }
 
     #[test]
     fn network_conversion_agrees_with_validation(value in network_spec()) {

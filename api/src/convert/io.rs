@@ -5,47 +5,42 @@
 //! experiment's `duration` becomes the rule's `ttl`, so a rule outlives neither its experiment nor
 //! a controller that died before recovering it.
 
-use crate::io_chaos::{IOChaosSpec, relative_to_volume};
-use crate::iorule::{IoRule, WeightedErrno, canonical_method};
-use crate::validate::Violation;
+use crate::io_chaos::IOChaosSpec;
+use crate::iorule::{IoFaultType, IoRule, WeightedErrno};
+use crate::validate::{Rule, Violation};
 
 /// Converts an IOChaos spec into one sidecar rule with the given `id`.
 pub fn io_rule(spec: &IOChaosSpec, id: Option<String>) -> Result<IoRule, Vec<Violation>> {
-    let violations = spec.validate();
+    let (values, violations) = spec.checked();
     if !violations.is_empty() {
         return Err(violations);
     }
-    let volume = spec.volume_path.trim();
+    let values = values.ok_or_else(|| {
+        vec![Violation::new(
+            "spec",
+            Rule::Required {
+                because: "a valid volumePath, path, methods and percent".into(),
+            },
+        )]
+    })?;
+    let payload = |kind: IoFaultType| spec.action == kind;
     Ok(IoRule {
         id,
         kind: spec.action,
-        path: spec
-            .path
-            .as_deref()
-            .and_then(|p| relative_to_volume(p, volume)),
-        methods: spec
-            .methods
-            .iter()
-            .filter_map(|m| canonical_method(m))
-            .map(String::from)
-            .collect(),
-        percent: spec.percent.and_then(|p| u32::try_from(p).ok()),
-        latency: spec
-            .delay
-            .clone()
-            .filter(|_| spec.action == crate::iorule::IoFaultType::Latency),
+        path: values.path,
+        methods: values.methods.into_iter().map(String::from).collect(),
+        percent: values.percent,
+        latency: spec.delay.clone().filter(|_| payload(IoFaultType::Latency)),
         faults: spec
             .errno
-            .filter(|_| spec.action == crate::iorule::IoFaultType::Fault)
+            .filter(|_| payload(IoFaultType::Fault))
             .map(|errno| vec![WeightedErrno { errno, weight: 1 }])
             .unwrap_or_default(),
         attr: spec
             .attr
             .clone()
-            .filter(|_| spec.action == crate::iorule::IoFaultType::AttrOverride),
-        mistake: spec
-            .mistake
-            .filter(|_| spec.action == crate::iorule::IoFaultType::Mistake),
+            .filter(|_| payload(IoFaultType::AttrOverride)),
+        mistake: spec.mistake.filter(|_| payload(IoFaultType::Mistake)),
         ttl: spec.duration.clone(),
     })
 }
