@@ -6,6 +6,10 @@
 //! 4 KiB files; with 0 rules and with 100 rules that match nothing. Targets alternate order;
 //! each figure is the median (min–max) of the per-round ratios. Also the `rules.set` → next-op round trip.
 //!
+//! With `FAULTLINE_BENCH_BASELINE=<binary>`: a before/after of that binary and this build under
+//! a matching latency rule (8 jobs of random 4 KiB reads, the sidecar's thread count) and the
+//! metadata job, in alternating rounds (`support/ab.rs`); `FAULTLINE_BENCH_ONLY=ab` runs only that.
+//!
 //! Env: `FAULTLINE_BENCH_SECS` (fio job length, default 5), `FAULTLINE_BENCH_ROUNDS` (3),
 //! `FAULTLINE_BENCH_FILES` (metadata files, 10000), `FAULTLINE_BENCH_DOCS` (a markdown file whose
 //! `## Sidecar` section is replaced with the results).
@@ -17,6 +21,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+
+#[path = "support/ab.rs"]
+mod ab;
 
 fn env_num(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -52,12 +59,19 @@ struct Sidecar {
     mnt: PathBuf,
 }
 
+const BIN: &str = env!("CARGO_BIN_EXE_faultline-sidecar");
+
 impl Sidecar {
     fn start(src: &Path, mnt: &Path) -> Self {
+        Self::start_bin(Path::new(BIN), src, mnt)
+    }
+
+    /// `bin` is this build's binary or a baseline's (`FAULTLINE_BENCH_BASELINE`).
+    fn start_bin(bin: &Path, src: &Path, mnt: &Path) -> Self {
         let addr = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("port");
-        let child = Command::new(env!("CARGO_BIN_EXE_faultline-sidecar"))
+        let child = Command::new(bin)
             .arg("--source")
             .arg(src)
             .arg("--mountpoint")
@@ -69,7 +83,7 @@ impl Sidecar {
             .spawn()
             .expect("spawn sidecar");
         let deadline = Instant::now() + Duration::from_secs(10);
-        while Command::new(env!("CARGO_BIN_EXE_faultline-sidecar"))
+        while Command::new(BIN)
             .args(["probe", "--rpc-listen", &addr.to_string()])
             .stderr(Stdio::null())
             .status()
@@ -272,6 +286,21 @@ fn main() {
         .prefix("faultline-bench")
         .tempdir_in("/var/tmp")
         .expect("workdir");
+    let only = std::env::var("FAULTLINE_BENCH_ONLY").unwrap_or_default();
+    let ab = std::env::var_os("FAULTLINE_BENCH_BASELINE").map(|bin| {
+        let bin = PathBuf::from(bin);
+        assert!(
+            bin.is_file(),
+            "FAULTLINE_BENCH_BASELINE: no file {}",
+            bin.display()
+        );
+        let md = ab::run(&bin, work.path(), rounds, secs, files);
+        println!("{md}");
+        md
+    });
+    if only == "ab" {
+        return;
+    }
     let raw = work.path().join("raw");
     let src = work.path().join("src");
     let mnt = work.path().join("mnt");
@@ -299,7 +328,6 @@ fn main() {
     let mut rows: Vec<Row> = Vec::new();
     let anchors = ["0.82–0.89", "0.88–0.92", "0.19–0.20", "0.07–0.08"];
     let mut raw_abs: Vec<String> = Vec::new();
-    let only = std::env::var("FAULTLINE_BENCH_ONLY").unwrap_or_default();
     for (ji, job) in JOBS.iter().enumerate() {
         if !job.name.contains(only.as_str()) {
             continue;
@@ -418,6 +446,9 @@ fn main() {
     md.push_str(
         "\nReading the table: warm reads of files no rule matches are served from the kernel page cache (`KEEP_CACHE`, attribute TTL), so they track raw; files a read rule matches are opened `direct_io` instead (exact faults, daemon speed). Writes are write-through — every `write(2)` reaches the daemon so write faults, delays and mistakes stay exact — which is why sequential and random writes sit far below raw's page-cache writes, at or above `passthrough_hp` (which uses the writeback cache). Rules are matched with one `GlobSet` pass over a cached inode path, so 100 non-matching rules stay within noise. The machine is shared and noisy (2 cores): ratios move by ±0.1 between runs.\n",
     );
+    if let Some(ab) = ab {
+        md.push_str(&ab);
+    }
     println!("\n{md}");
     if let Ok(path) = std::env::var("FAULTLINE_BENCH_DOCS") {
         write_section(Path::new(&path), &md);

@@ -2,9 +2,10 @@
 //! `Result<T, Errno>`, with the fault plan applied around them.
 //!
 //! Every op: decide a [`Plan`] from the current rule snapshot (no lock held), then either run at
-//! once, or — when a latency rule hit — hand the op to a short-lived delay thread that sleeps
-//! (interruptibly: shutdown wakes it) and then runs it, so a delayed op never occupies one of the
-//! `/dev/fuse` reader threads and I/O on paths no rule matches keeps flowing.
+//! once, or — when a latency rule hit — hand the op to the delay scheduler (`delay.rs`: timers,
+//! woken by shutdown, and a bounded pool that runs the op when its delay ends), so a delayed op
+//! never occupies one of the `/dev/fuse` reader threads, no thread is spawned per op, and I/O on
+//! paths no rule matches keeps flowing.
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -12,7 +13,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use fuser::{
@@ -22,51 +23,16 @@ use fuser::{
     ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
+use crate::delay::{Delays, Shutdown};
 use crate::inject::{CompiledRule, Op, Plan};
 use crate::inode::{Inode, InodeTable};
 use crate::metrics::{Metrics, Outcome};
 use crate::rules::RuleStore;
 use crate::sys::{self, CallerCreds, cname};
 
-/// Wakes sleeping delays at shutdown.
-#[derive(Debug, Default)]
-pub struct Shutdown {
-    stopping: Mutex<bool>,
-    cv: Condvar,
-}
-
-impl Shutdown {
-    /// Sleeps `d` unless shutdown starts first; returns `true` if interrupted.
-    pub fn sleep(&self, d: Duration) -> bool {
-        let deadline = Instant::now() + d;
-        let mut stopping = self.stopping.lock().unwrap_or_else(|e| e.into_inner());
-        while !*stopping {
-            let now = Instant::now();
-            if now >= deadline {
-                return false;
-            }
-            stopping = self
-                .cv
-                .wait_timeout(stopping, deadline - now)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
-        true
-    }
-
-    pub fn trigger(&self) {
-        *self.stopping.lock().unwrap_or_else(|e| e.into_inner()) = true;
-        self.cv.notify_all();
-    }
-
-    pub fn is_set(&self) -> bool {
-        *self.stopping.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
 /// Filesystem tuning.
 #[derive(Debug, Clone)]
-pub struct FsOptions {
+pub(crate) struct FsOptions {
     /// Entry and attribute TTL for inodes no cache-relevant rule matches.
     pub ttl: Duration,
 }
@@ -91,16 +57,58 @@ struct Handle {
     dir: Mutex<()>,
 }
 
-/// Shared state of the filesystem (owned by the session threads and the delay threads).
-pub struct Inner {
-    pub inodes: InodeTable,
-    handles: RwLock<HashMap<u64, Arc<Handle>>>,
+/// Open file handles, sharded by handle number so that opens, closes and reads on different
+/// handles do not meet on one lock. Handle numbers come from a counter and are never reused.
+#[derive(Debug, Default)]
+struct Handles {
+    shards: [RwLock<HashMap<u64, Arc<Handle>>>; HANDLE_SHARDS],
+}
+
+const HANDLE_SHARDS: usize = 16;
+
+impl Handles {
+    fn shard(&self, fh: u64) -> &RwLock<HashMap<u64, Arc<Handle>>> {
+        &self.shards[(fh % HANDLE_SHARDS as u64) as usize]
+    }
+
+    fn get(&self, fh: u64) -> Result<Arc<Handle>, Errno> {
+        let shard = self.shard(fh).read().map_err(|_| Errno::EIO)?;
+        shard.get(&fh).cloned().ok_or(Errno::EBADF)
+    }
+
+    fn insert(&self, fh: u64, h: Arc<Handle>) -> Result<(), Errno> {
+        self.shard(fh)
+            .write()
+            .map_err(|_| Errno::EIO)?
+            .insert(fh, h);
+        Ok(())
+    }
+
+    fn remove(&self, fh: u64) {
+        if let Ok(mut shard) = self.shard(fh).write() {
+            shard.remove(&fh);
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.read().map(|s| s.len()).unwrap_or(0))
+            .sum()
+    }
+}
+
+/// Shared state of the filesystem (owned by the session threads and the delay pool).
+pub(crate) struct Inner {
+    pub(crate) inodes: InodeTable,
+    handles: Handles,
     next_fh: AtomicU64,
     pub rules: Arc<RuleStore>,
     pub metrics: Arc<Metrics>,
     pub shutdown: Arc<Shutdown>,
     notifier: OnceLock<Notifier>,
     opts: FsOptions,
+    delays: Delays,
     /// Ops delayed by a latency rule and not yet answered.
     pub delayed: AtomicU64,
 }
@@ -115,7 +123,7 @@ impl std::fmt::Debug for Inner {
 
 /// The FUSE filesystem handed to fuser.
 #[derive(Debug, Clone)]
-pub struct PassthroughFs {
+pub(crate) struct PassthroughFs {
     inner: Arc<Inner>,
 }
 
@@ -242,27 +250,21 @@ impl Inner {
     }
 
     fn handle(&self, fh: u64) -> Result<Arc<Handle>, Errno> {
-        let handles = self.handles.read().map_err(|_| Errno::EIO)?;
-        handles.get(&fh).cloned().ok_or(Errno::EBADF)
+        self.handles.get(fh)
     }
 
     fn add_handle(&self, h: Handle) -> Result<u64, Errno> {
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        self.handles
-            .write()
-            .map_err(|_| Errno::EIO)?
-            .insert(fh, Arc::new(h));
+        self.handles.insert(fh, Arc::new(h))?;
         Ok(fh)
     }
 
     fn drop_handle(&self, fh: u64) {
-        if let Ok(mut h) = self.handles.write() {
-            h.remove(&fh);
-        }
+        self.handles.remove(fh);
     }
 
-    pub fn open_handles(&self) -> usize {
-        self.handles.read().map(|h| h.len()).unwrap_or(0)
+    pub(crate) fn open_handles(&self) -> usize {
+        self.handles.len()
     }
 
     fn ttl<S: AsRef<str>>(&self, path: impl FnOnce() -> Option<S>) -> Duration {
@@ -501,7 +503,7 @@ impl Inner {
     }
 
     /// Drops the kernel's cached data and attributes for `id` (best effort).
-    pub fn invalidate_data(&self, id: u64, offset: i64, len: i64) {
+    pub(crate) fn invalidate_data(&self, id: u64, offset: i64, len: i64) {
         if let Some(n) = self.notifier()
             && let Err(err) = n.inval_inode(INodeNo(id), offset, len)
             && err.raw_os_error() != Some(libc::ENOENT)
@@ -512,7 +514,7 @@ impl Inner {
 
     /// After a rule change: drop cached data, attributes and entries of every inode the kernel
     /// knows that a new cache-relevant rule matches.
-    pub fn invalidate_for(&self, fresh: &[Arc<CompiledRule>]) {
+    pub(crate) fn invalidate_for(&self, fresh: &[Arc<CompiledRule>]) {
         let relevant: Vec<&Arc<CompiledRule>> =
             fresh.iter().filter(|r| r.cache_relevant()).collect();
         if relevant.is_empty() || self.notifier().is_none() {
@@ -555,7 +557,7 @@ macro_rules! answer {
 
 impl PassthroughFs {
     /// Opens the source root and builds the filesystem.
-    pub fn new(
+    pub(crate) fn new(
         source: &Path,
         rules: Arc<RuleStore>,
         metrics: Arc<Metrics>,
@@ -586,10 +588,11 @@ impl PassthroughFs {
         sys::clear_umask();
         let inner = Arc::new(Inner {
             inodes: InodeTable::new(root, &st),
-            handles: RwLock::new(HashMap::new()),
+            handles: Handles::default(),
             next_fh: AtomicU64::new(1),
             rules,
             metrics,
+            delays: Delays::new(shutdown.clone())?,
             shutdown,
             notifier: OnceLock::new(),
             opts,
@@ -604,12 +607,12 @@ impl PassthroughFs {
         Ok(Self { inner })
     }
 
-    pub fn inner(&self) -> &Arc<Inner> {
+    pub(crate) fn inner(&self) -> &Arc<Inner> {
         &self.inner
     }
 
     /// Installs the session's notifier (cache invalidation needs it).
-    pub fn set_notifier(&self, n: Notifier) {
+    pub(crate) fn set_notifier(&self, n: Notifier) {
         let _ = self.inner.notifier.set(n);
     }
 
@@ -625,7 +628,7 @@ impl PassthroughFs {
             .decide(op, || self.inner.inodes.child_path(parent, name))
     }
 
-    /// Runs `work` now, or after the plan's delay on a delay thread.
+    /// Runs `work` now, or after the plan's delay on the delay pool.
     fn serve<F>(&self, op: Op, plan: Plan, work: F)
     where
         F: FnOnce(&Inner, &Plan) -> Result<(), Errno> + Send + 'static,
@@ -637,32 +640,16 @@ impl PassthroughFs {
             return;
         }
         let inner = self.inner.clone();
-        let job = move || {
-            inner.delayed.fetch_add(1, Ordering::Relaxed);
-            if inner.shutdown.sleep(plan.delay) {
+        // Counted until replied: unmount waits for this, so no reply meets a closed device.
+        inner.delayed.fetch_add(1, Ordering::Relaxed);
+        self.inner.delays.after(plan.delay, move |cut| {
+            if cut {
                 tracing::debug!(op = op.name(), "injected delay cut short by shutdown");
             }
             let r = work(&inner, &plan);
-            // Counted until replied: unmount waits for this, so no reply meets a closed device.
             inner.delayed.fetch_sub(1, Ordering::Relaxed);
             inner.metrics.finish(op, start, &r, &plan);
-        };
-        // A thread per delayed op keeps the /dev/fuse readers free; if spawning fails the
-        // job cannot be recovered from the builder, so fall back to sleeping here.
-        let job = Arc::new(Mutex::new(Some(job)));
-        let job2 = job.clone();
-        let spawned = std::thread::Builder::new()
-            .name("delay".into())
-            .spawn(move || {
-                if let Some(j) = job2.lock().ok().and_then(|mut j| j.take()) {
-                    j();
-                }
-            });
-        if spawned.is_err()
-            && let Some(j) = job.lock().ok().and_then(|mut j| j.take())
-        {
-            j();
-        }
+        });
     }
 }
 

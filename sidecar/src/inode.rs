@@ -12,49 +12,62 @@
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use fuser::Errno;
 
-pub const ROOT: u64 = 1;
+pub(crate) const ROOT: u64 = 1;
 const SYNTHETIC_BIT: u64 = 1 << 63;
 
 /// Where an inode was last seen: parent node id and name (used for rule path matching).
 #[derive(Debug, Clone)]
-pub struct Location {
+pub(crate) struct Location {
     pub parent: u64,
     pub name: OsString,
 }
 
 #[derive(Debug)]
-pub struct Inode {
+pub(crate) struct Inode {
     pub id: u64,
     pub fd: OwnedFd,
     pub key: (u64, u64),
     /// `S_IFMT` bits of the source inode (never changes).
     pub fmt: u32,
     location: Mutex<Option<Location>>,
-    /// Path computed at a location epoch (see [`InodeTable::path_of`]).
-    path_cache: Mutex<Option<(u64, Arc<str>)>>,
+    /// Bumped whenever `location` changes: a cached path of an older count is stale.
+    moves: AtomicU64,
+    /// The path last computed (see [`InodeTable::path_arc`]).
+    path_cache: Mutex<Option<CachedPath>>,
+}
+
+/// A computed path and what it was computed from: this inode's location (its `moves` count)
+/// and its parent's path (the very `Arc`, compared by pointer). It stays valid while both are
+/// unchanged, so a rename or forget elsewhere in the tree invalidates nothing here; a rename of
+/// an ancestor gives that ancestor a new path `Arc`, which every descendant notices.
+#[derive(Debug)]
+struct CachedPath {
+    moves: u64,
+    parent: u64,
+    parent_path: Arc<str>,
+    path: Arc<str>,
 }
 
 impl Inode {
-    pub fn fd(&self) -> BorrowedFd<'_> {
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
     }
 
-    pub fn is_symlink(&self) -> bool {
+    pub(crate) fn is_symlink(&self) -> bool {
         self.fmt == libc::S_IFLNK
     }
 
-    pub fn location(&self) -> Option<Location> {
+    pub(crate) fn location(&self) -> Option<Location> {
         self.location.lock().ok().and_then(|l| l.clone())
     }
 
     /// Records where the inode was seen; returns whether that changed.
-    pub fn set_location(&self, parent: u64, name: &OsStr) -> bool {
+    pub(crate) fn set_location(&self, parent: u64, name: &OsStr) -> bool {
         let Ok(mut l) = self.location.lock() else {
             return false;
         };
@@ -65,6 +78,7 @@ impl Inode {
                     parent,
                     name: name.to_os_string(),
                 });
+                self.moves.fetch_add(1, Ordering::Release);
                 true
             }
         }
@@ -84,17 +98,16 @@ struct Maps {
 }
 
 #[derive(Debug)]
-pub struct InodeTable {
+pub(crate) struct InodeTable {
     maps: RwLock<Maps>,
     root_dev: u64,
     next_synthetic: AtomicU64,
-    /// Bumped whenever any inode's location changes or an inode is dropped: cached paths from
-    /// an older epoch are recomputed.
-    epoch: AtomicU64,
+    /// The root's path (""), one `Arc` so that children can compare it by pointer.
+    root_path: Arc<str>,
 }
 
 impl InodeTable {
-    pub fn new(root_fd: OwnedFd, root_st: &libc::stat) -> Self {
+    pub(crate) fn new(root_fd: OwnedFd, root_st: &libc::stat) -> Self {
         let key = (root_st.st_dev, root_st.st_ino);
         let inode = Arc::new(Inode {
             id: ROOT,
@@ -102,6 +115,7 @@ impl InodeTable {
             key,
             fmt: root_st.st_mode & libc::S_IFMT,
             location: Mutex::new(None),
+            moves: AtomicU64::new(0),
             path_cache: Mutex::new(None),
         });
         let mut maps = Maps::default();
@@ -111,11 +125,11 @@ impl InodeTable {
             maps: RwLock::new(maps),
             root_dev: root_st.st_dev,
             next_synthetic: AtomicU64::new(1),
-            epoch: AtomicU64::new(1),
+            root_path: Arc::from(""),
         }
     }
 
-    pub fn get(&self, id: u64) -> Result<Arc<Inode>, Errno> {
+    pub(crate) fn get(&self, id: u64) -> Result<Arc<Inode>, Errno> {
         let maps = self.maps.read().map_err(|_| Errno::EIO)?;
         maps.by_id
             .get(&id)
@@ -124,13 +138,13 @@ impl InodeTable {
     }
 
     /// The node id already assigned to a source inode, if the kernel knows it.
-    pub fn id_of(&self, key: (u64, u64)) -> Option<u64> {
+    pub(crate) fn id_of(&self, key: (u64, u64)) -> Option<u64> {
         self.maps.read().ok()?.by_key.get(&key).copied()
     }
 
     /// Records one kernel lookup of the source inode `st` (reached as `parent`/`name`), reusing
     /// its node id if known, else adopting `fd` (an `O_PATH` descriptor of it). Returns the node id.
-    pub fn remember(
+    pub(crate) fn remember(
         &self,
         st: &libc::stat,
         fd: OwnedFd,
@@ -143,9 +157,7 @@ impl InodeTable {
             && let Some(entry) = maps.by_id.get_mut(&id)
         {
             entry.nlookup += 1;
-            if entry.inode.set_location(parent, name) {
-                self.epoch.fetch_add(1, Ordering::Release);
-            }
+            entry.inode.set_location(parent, name);
             return Ok(entry.inode.clone());
         }
         let id = self.pick_id(&maps, key);
@@ -158,6 +170,7 @@ impl InodeTable {
                 parent,
                 name: name.to_os_string(),
             })),
+            moves: AtomicU64::new(0),
             path_cache: Mutex::new(None),
         });
         maps.by_id.insert(
@@ -189,7 +202,7 @@ impl InodeTable {
     }
 
     /// Drops `n` kernel references; removes the entry at zero. Forgetting the root is ignored.
-    pub fn forget(&self, id: u64, n: u64) {
+    pub(crate) fn forget(&self, id: u64, n: u64) {
         if id == ROOT {
             return;
         }
@@ -203,86 +216,94 @@ impl InodeTable {
             }
             None => false,
         };
+        // Nothing else to invalidate: a cached path below this inode fails its parent lookup.
         if remove && let Some(entry) = maps.by_id.remove(&id) {
             maps.by_key.remove(&entry.inode.key);
-            self.epoch.fetch_add(1, Ordering::Release);
         }
     }
 
-    /// Lookup count of a node (tests and status).
-    pub fn nlookup(&self, id: u64) -> Option<u64> {
+    /// Lookup count of a node.
+    #[cfg(test)]
+    fn nlookup(&self, id: u64) -> Option<u64> {
         self.maps.read().ok()?.by_id.get(&id).map(|e| e.nlookup)
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.maps.read().map(|m| m.by_id.len()).unwrap_or(0)
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// All live inodes (for cache invalidation when rules change).
-    pub fn snapshot(&self) -> Vec<Arc<Inode>> {
+    pub(crate) fn snapshot(&self) -> Vec<Arc<Inode>> {
         self.maps
             .read()
             .map(|m| m.by_id.values().map(|e| e.inode.clone()).collect())
             .unwrap_or_default()
     }
 
-    /// Moves an inode (rename): updates its location and invalidates cached paths.
-    pub fn relocate(&self, inode: &Inode, parent: u64, name: &OsStr) {
-        if inode.set_location(parent, name) {
-            self.epoch.fetch_add(1, Ordering::Release);
-        }
+    /// Moves an inode (rename): updates its location (its cached path and its descendants'
+    /// become stale).
+    pub(crate) fn relocate(&self, inode: &Inode, parent: u64, name: &OsStr) {
+        inode.set_location(parent, name);
     }
 
     /// The path of a node relative to the mount root ("" for the root), built from the last
-    /// known parent/name of each ancestor and cached until any location changes. `None` when
-    /// an ancestor is no longer known (e.g. an open file whose directory was removed).
-    pub fn path_of(&self, id: u64) -> Option<String> {
+    /// known parent/name of each ancestor. `None` when an ancestor is no longer known (e.g. an
+    /// open file whose directory was removed).
+    pub(crate) fn path_of(&self, id: u64) -> Option<String> {
         self.path_arc(id).map(|p| p.to_string())
     }
 
-    /// [`InodeTable::path_of`] without the copy.
-    pub fn path_arc(&self, id: u64) -> Option<Arc<str>> {
-        let epoch = self.epoch.load(Ordering::Acquire);
+    /// [`InodeTable::path_of`] without the copy. Each inode caches its path; checking the cache
+    /// walks up the ancestors' caches (no string is built, no lock but each inode's own), so
+    /// only a change on the way to the root makes a path be built again.
+    pub(crate) fn path_arc(&self, id: u64) -> Option<Arc<str>> {
         let maps = self.maps.read().ok()?;
+        self.path_in(&maps, id, 0)
+    }
+
+    fn path_in(&self, maps: &Maps, id: u64, depth: usize) -> Option<Arc<str>> {
+        if id == ROOT {
+            return Some(self.root_path.clone());
+        }
+        if depth > 4096 {
+            return None;
+        }
         let inode = &maps.by_id.get(&id)?.inode;
-        if let Ok(cache) = inode.path_cache.lock()
-            && let Some((e, p)) = cache.as_ref()
-            && *e == epoch
-        {
-            return Some(p.clone());
-        }
-        let mut parts: Vec<OsString> = Vec::new();
-        let mut cur = id;
-        let mut depth = 0;
-        while cur != ROOT {
-            let loc = maps.by_id.get(&cur)?.inode.location()?;
-            parts.push(loc.name);
-            cur = loc.parent;
-            depth += 1;
-            if depth > 4096 {
-                return None;
+        let moves = inode.moves.load(Ordering::Acquire);
+        let cached_parent = match inode.path_cache.lock() {
+            Ok(cache) => cache
+                .as_ref()
+                .filter(|c| c.moves == moves)
+                .map(|c| (c.parent, c.parent_path.clone(), c.path.clone())),
+            Err(_) => None,
+        };
+        if let Some((parent, parent_path, path)) = cached_parent {
+            let now = self.path_in(maps, parent, depth + 1)?;
+            if Arc::ptr_eq(&now, &parent_path) {
+                return Some(path);
             }
         }
-        let mut out = Vec::new();
-        for (i, p) in parts.iter().rev().enumerate() {
-            if i > 0 {
-                out.push(b'/');
-            }
-            out.extend_from_slice(p.as_bytes());
-        }
-        let path: Arc<str> = String::from_utf8_lossy(&out).into();
+        let loc = inode.location()?;
+        let parent_path = self.path_in(maps, loc.parent, depth + 1)?;
+        let name = loc.name.to_string_lossy();
+        let path: Arc<str> = if parent_path.is_empty() {
+            Arc::from(name.as_ref())
+        } else {
+            Arc::from(format!("{parent_path}/{name}"))
+        };
         if let Ok(mut cache) = inode.path_cache.lock() {
-            *cache = Some((epoch, path.clone()));
+            *cache = Some(CachedPath {
+                moves,
+                parent: loc.parent,
+                parent_path,
+                path: path.clone(),
+            });
         }
         Some(path)
     }
 
     /// Path of `name` inside directory `parent`.
-    pub fn child_path(&self, parent: u64, name: &OsStr) -> Option<String> {
+    pub(crate) fn child_path(&self, parent: u64, name: &OsStr) -> Option<String> {
         let base = self.path_of(parent)?;
         let name = name.to_string_lossy();
         Some(if base.is_empty() {
@@ -335,6 +356,26 @@ mod tests {
         assert_eq!(t.path_of(f.id).as_deref(), Some("d/f"));
         assert_eq!(t.child_path(d.id, OsStr::new("g")).as_deref(), Some("d/g"));
         assert_eq!(t.path_of(ROOT).as_deref(), Some(""));
+
+        // Cached paths stay valid (the same Arc) across changes elsewhere in the tree, and
+        // follow a rename of an ancestor.
+        let f_path = t.path_arc(f.id).unwrap();
+        let gname = sys::cname(OsStr::new("g")).unwrap();
+        std::fs::write(dir.path().join("d/g"), b"y").unwrap();
+        let g_fd = sys::open_path(d.fd(), &gname).unwrap();
+        let gst = sys::fstat(g_fd.as_fd()).unwrap();
+        let g = t.remember(&gst, g_fd, d.id, OsStr::new("g")).unwrap();
+        assert_eq!(t.path_of(g.id).as_deref(), Some("d/g"));
+        t.relocate(&g, d.id, OsStr::new("h"));
+        t.forget(g.id, 1);
+        assert!(
+            Arc::ptr_eq(&t.path_arc(f.id).unwrap(), &f_path),
+            "a sibling's rename and forget keep f's cached path"
+        );
+        t.relocate(&d, ROOT, OsStr::new("e"));
+        assert_eq!(t.path_of(f.id).as_deref(), Some("e/f"), "an ancestor moved");
+        t.relocate(&d, ROOT, OsStr::new("d"));
+        assert_eq!(t.path_of(f.id).as_deref(), Some("d/f"));
 
         t.forget(d.id, 1);
         assert_eq!(t.nlookup(d.id), Some(1));

@@ -17,7 +17,7 @@
 //! - [`sys`]: `*at` syscall wrappers on `O_PATH` descriptors, returning `Result<T, Errno>`.
 //! - [`inode`]: node ids ⇄ source `(dev, ino)` with kernel lookup counts and `forget`.
 //! - [`fs`]: the `fuser::Filesystem` — thin op shells over helpers; the fault [`inject::Plan`] of
-//!   each op is applied around the helper (delay on a delay thread, errno, attribute override,
+//!   each op is applied around the helper (delay on the [`delay`] scheduler, errno, attribute override,
 //!   data corruption).
 //! - [`inject`]: one [`inject::Injector`] per rule type (latency, fault, attrOverride, mistake).
 //! - [`rules`]: the immutable rule snapshot (arc-swap), generations, ttl reaper, hit counts.
@@ -41,17 +41,20 @@
 //! they bring into the cache. So a 100 % read fault is never hidden by the page cache. See
 //! `docs/sidecar.md` for the trade-offs.
 
+// What `main.rs`, the tests and the bench use is `pub`; everything else is crate-private, so the
+// compiler reports what nothing uses.
 pub mod cli;
 pub(crate) mod client;
-pub mod fs;
-pub mod inject;
-pub mod inode;
+pub(crate) mod delay;
+pub(crate) mod fs;
+pub(crate) mod inject;
+pub(crate) mod inode;
 pub mod logs;
-pub mod metrics;
-pub mod mount;
+pub(crate) mod metrics;
+pub(crate) mod mount;
 pub mod rpc;
-pub mod rules;
-pub mod sys;
+pub(crate) mod rules;
+pub(crate) mod sys;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -61,9 +64,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use faultline_api::iorule::{IoRule, Reader, read_rules};
-use serde_json::{Value, json};
+use faultline_api::rpc::sidecar::Status;
+use serde_json::Value;
 
-use crate::fs::{FsOptions, Inner, PassthroughFs, Shutdown};
+use crate::delay::Shutdown;
+use crate::fs::{FsOptions, Inner, PassthroughFs};
 use crate::metrics::Metrics;
 use crate::rules::RuleStore;
 
@@ -88,7 +93,7 @@ pub struct Config {
 }
 
 /// Shared state of the RPC side.
-pub struct App {
+pub(crate) struct App {
     pub rules: Arc<RuleStore>,
     pub metrics: Arc<Metrics>,
     pub source: PathBuf,
@@ -101,7 +106,7 @@ pub struct App {
 
 impl App {
     /// The RPC side's state before anything is mounted (`fs` is set once the filesystem exists).
-    pub fn new(
+    pub(crate) fn new(
         rules: Arc<RuleStore>,
         metrics: Arc<Metrics>,
         source: PathBuf,
@@ -121,7 +126,7 @@ impl App {
     }
 
     /// Ok when the FUSE mount is up and answering (a `statfs` through it reaches us).
-    pub fn mount_live(&self) -> Result<(), String> {
+    pub(crate) fn mount_live(&self) -> Result<(), String> {
         if self.shutdown.is_set() {
             return Err("shutting down".into());
         }
@@ -140,27 +145,28 @@ impl App {
         }
     }
 
-    pub fn status(&self) -> Value {
+    pub(crate) fn status(&self) -> Status {
         let fs = self.fs.get();
-        json!({
-            "mounted": self.mounted.load(Ordering::Acquire),
-            "ready": self.mounted.load(Ordering::Acquire) && !self.shutdown.is_set(),
-            "source": self.source,
-            "mountpoint": self.mountpoint,
-            "generation": self.rules.generation(),
-            "rules": self.rules.snapshot().rules.len(),
-            "ops": rpc::op_counts(self),
-            "inodes": fs.map(|f| f.inodes.len()).unwrap_or(0),
-            "openHandles": fs.map(|f| f.open_handles()).unwrap_or(0),
-            "delayedOps": fs.map(|f| f.delayed.load(Ordering::Relaxed)).unwrap_or(0),
-            "uptimeSeconds": self.started.elapsed().as_secs(),
-        })
+        let mounted = self.mounted.load(Ordering::Acquire);
+        Status {
+            mounted,
+            ready: mounted && !self.shutdown.is_set(),
+            source: self.source.clone(),
+            mountpoint: self.mountpoint.clone(),
+            generation: self.rules.generation(),
+            rules: self.rules.snapshot().rules.len(),
+            ops: rpc::op_counts(self),
+            inodes: fs.map(|f| f.inodes.len()).unwrap_or(0),
+            open_handles: fs.map(|f| f.open_handles()).unwrap_or(0),
+            delayed_ops: fs.map(|f| f.delayed.load(Ordering::Relaxed)).unwrap_or(0),
+            uptime_seconds: self.started.elapsed().as_secs(),
+        }
     }
 }
 
 /// Reads a rules file: a JSON array of rules, or `{"rules": [...]}`, as strictly as
 /// `rules.set` reads its params (every problem listed, unknown fields refused).
-pub fn load_rules_file(path: &Path) -> anyhow::Result<Vec<IoRule>> {
+pub(crate) fn load_rules_file(path: &Path) -> anyhow::Result<Vec<IoRule>> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("read rules file {}", path.display()))?;
     // serde_json's message ends with the position: "… at line 3 column 7".

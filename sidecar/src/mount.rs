@@ -16,16 +16,11 @@ use crate::sys;
 
 /// Why the filesystem could not be mounted.
 #[derive(Debug, thiserror::Error)]
-pub enum MountError {
+pub(crate) enum MountError {
     #[error(
         "/dev/fuse is missing: the FUSE device must be available (load the `fuse` module, or give the container the device / run it privileged)"
     )]
     DevFuseMissing,
-    #[error("source {path}: {source}")]
-    Source {
-        path: PathBuf,
-        source: std::io::Error,
-    },
     #[error("mountpoint {path}: {source}")]
     Mountpoint {
         path: PathBuf,
@@ -49,7 +44,7 @@ pub enum MountError {
 
 /// What [`prepare_mountpoint`] found.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Prepared {
+pub(crate) enum Prepared {
     Clean,
     /// A dead FUSE mount (ENOTCONN) of a crashed instance was detached.
     StaleDetached,
@@ -66,7 +61,7 @@ fn umount2(path: &Path, flags: i32) -> std::io::Result<()> {
 }
 
 /// Whether `path` is a live FUSE mount point (its own mount, FUSE filesystem type).
-pub fn is_live_fuse_mount(path: &Path) -> bool {
+pub(crate) fn is_live_fuse_mount(path: &Path) -> bool {
     let Ok(meta) = std::fs::metadata(path) else {
         return false;
     };
@@ -81,7 +76,7 @@ pub fn is_live_fuse_mount(path: &Path) -> bool {
 }
 
 /// Checks the FUSE device and the mountpoint; detaches a stale mount left by a crashed instance.
-pub fn prepare_mountpoint(mountpoint: &Path) -> Result<Prepared, MountError> {
+pub(crate) fn prepare_mountpoint(mountpoint: &Path) -> Result<Prepared, MountError> {
     if !Path::new("/dev/fuse").exists() {
         return Err(MountError::DevFuseMissing);
     }
@@ -126,7 +121,7 @@ pub fn prepare_mountpoint(mountpoint: &Path) -> Result<Prepared, MountError> {
 }
 
 /// A mounted filesystem with its session threads.
-pub struct Mounted {
+pub(crate) struct Mounted {
     session: Option<JoinHandle<std::io::Result<()>>>,
     unmounter: SessionUnmounter,
     fs: PassthroughFs,
@@ -144,7 +139,7 @@ impl std::fmt::Debug for Mounted {
 }
 
 /// Mounts `fs` at `mountpoint` with `threads` `/dev/fuse` readers.
-pub fn mount(
+pub(crate) fn mount(
     fs: PassthroughFs,
     source: &Path,
     mountpoint: &Path,
@@ -196,16 +191,8 @@ pub fn mount(
 }
 
 impl Mounted {
-    pub fn fs(&self) -> &PassthroughFs {
-        &self.fs
-    }
-
-    pub fn mountpoint(&self) -> &Path {
-        &self.mountpoint
-    }
-
     /// The session ended on its own (e.g. someone unmounted the filesystem).
-    pub fn session_ended(&self) -> bool {
+    pub(crate) fn session_ended(&self) -> bool {
         self.session.as_ref().is_none_or(|h| h.is_finished())
     }
 
@@ -226,7 +213,7 @@ impl Mounted {
 
     /// Unmounts within `timeout`: wakes injected delays, unmounts (lazily if files are still
     /// open, aborting the connection so the session ends), and joins the session threads.
-    pub fn unmount(mut self, timeout: Duration) -> std::io::Result<()> {
+    pub(crate) fn unmount(mut self, timeout: Duration) -> std::io::Result<()> {
         let deadline = Instant::now() + timeout;
         self.fs.inner().shutdown.trigger();
         // Woken delayed ops answer within milliseconds. Unmounting first would make their

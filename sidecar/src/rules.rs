@@ -14,17 +14,16 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use faultline_api::iorule::{FieldError, IoRule, Problem, build_glob, describe};
+use faultline_api::rpc::sidecar::RuleEntry;
 use faultline_api::validate::Findings;
 use globset::{GlobSet, GlobSetBuilder};
-use rand::SeedableRng;
-use serde::Serialize;
 
-use crate::inject::{CompiledRule, Op, Plan, Rng, apply};
+use crate::inject::{CompiledRule, Op, Plan, Random, apply};
 use crate::metrics::Metrics;
 
 /// One generation of rules.
 #[derive(Debug, Default)]
-pub struct Snapshot {
+pub(crate) struct Snapshot {
     pub generation: u64,
     pub rules: Vec<Arc<CompiledRule>>,
     /// Union of the rules' op masks: ops outside it skip matching entirely.
@@ -93,7 +92,7 @@ impl Snapshot {
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
-pub enum RuleError {
+pub(crate) enum RuleError {
     /// Every problem of every rule, each with its field path.
     #[error("{}", describe(.0))]
     Invalid(Vec<FieldError>),
@@ -130,24 +129,13 @@ fn methods_of(rule: &CompiledRule) -> String {
     }
 }
 
-/// A rule as `rules.list` shows it.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RuleView {
-    pub id: String,
-    pub rule: IoRule,
-    pub hits: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub expires_in_ms: Option<u64>,
-}
-
 /// Called after every swap with the snapshot and the rules that are new in it.
-pub type ChangeHook = Box<dyn Fn(&Snapshot, &[Arc<CompiledRule>]) + Send + Sync>;
+pub(crate) type ChangeHook = Box<dyn Fn(&Snapshot, &[Arc<CompiledRule>]) + Send + Sync>;
 
-pub struct RuleStore {
+pub(crate) struct RuleStore {
     current: ArcSwap<Snapshot>,
     write: Mutex<()>,
-    rng: Arc<Mutex<Rng>>,
+    rng: Arc<Random>,
     next_id: AtomicU64,
     metrics: Arc<Metrics>,
     hook: RwLock<Option<ChangeHook>>,
@@ -164,15 +152,11 @@ impl std::fmt::Debug for RuleStore {
 }
 
 impl RuleStore {
-    pub fn new(seed: Option<u64>, metrics: Arc<Metrics>) -> Self {
-        let rng = match seed {
-            Some(s) => Rng::seed_from_u64(s),
-            None => Rng::from_os_rng(),
-        };
+    pub(crate) fn new(seed: Option<u64>, metrics: Arc<Metrics>) -> Self {
         Self {
             current: ArcSwap::from_pointee(Snapshot::default()),
             write: Mutex::new(()),
-            rng: Arc::new(Mutex::new(rng)),
+            rng: Arc::new(Random::new(seed)),
             next_id: AtomicU64::new(1),
             metrics,
             hook: RwLock::new(None),
@@ -180,22 +164,22 @@ impl RuleStore {
         }
     }
 
-    pub fn set_hook(&self, hook: ChangeHook) {
+    pub(crate) fn set_hook(&self, hook: ChangeHook) {
         if let Ok(mut h) = self.hook.write() {
             *h = Some(hook);
         }
     }
 
-    pub fn generation(&self) -> u64 {
+    pub(crate) fn generation(&self) -> u64 {
         self.current.load().generation
     }
 
-    pub fn snapshot(&self) -> Arc<Snapshot> {
+    pub(crate) fn snapshot(&self) -> Arc<Snapshot> {
         self.current.load_full()
     }
 
     /// Decides what happens to one operation. `path` is computed only if a rule needs it.
-    pub fn decide<S: AsRef<str>>(&self, op: Op, path: impl FnOnce() -> Option<S>) -> Plan {
+    pub(crate) fn decide<S: AsRef<str>>(&self, op: Op, path: impl FnOnce() -> Option<S>) -> Plan {
         let snap = self.current.load();
         if snap.ops & op.bit() == 0 {
             return Plan::none();
@@ -219,7 +203,6 @@ impl RuleStore {
                 plan.volatile = true;
             }
             if apply(rule, &mut plan, &self.rng) {
-                self.metrics.fault(&rule.id, rule.kind().as_str());
                 // Debug, not info: a busy app hits a rule thousands of times a second.
                 tracing::debug!(
                     rule = %rule.id,
@@ -257,12 +240,12 @@ impl RuleStore {
 
     /// Whether some rule may change what reads of `path` return or how long they take (such
     /// files are opened `direct_io`, so the page cache cannot hide the fault).
-    pub fn reads_touched<S: AsRef<str>>(&self, path: impl FnOnce() -> Option<S>) -> bool {
+    pub(crate) fn reads_touched<S: AsRef<str>>(&self, path: impl FnOnce() -> Option<S>) -> bool {
         self.any_matching(Op::Read.bit(), CompiledRule::touches_reads, path)
     }
 
     /// Whether some rule touching cached results matches `path` (replies get TTL 0).
-    pub fn volatile<S: AsRef<str>>(&self, path: impl FnOnce() -> Option<S>) -> bool {
+    pub(crate) fn volatile<S: AsRef<str>>(&self, path: impl FnOnce() -> Option<S>) -> bool {
         self.any_matching(
             crate::inject::CACHED_OPS,
             CompiledRule::cache_relevant,
@@ -330,7 +313,8 @@ impl RuleStore {
                 out.push(same.clone());
                 continue;
             }
-            let compiled = CompiledRule::compile(spec, id, now).map_err(|reason| {
+            let counter = self.metrics.fault_counter(&id, spec.kind.as_str());
+            let compiled = CompiledRule::compile(spec, id, now, counter).map_err(|reason| {
                 RuleError::Invalid(vec![FieldError::new(
                     prefix(i),
                     faultline_api::validate::Rule::Required { because: reason },
@@ -397,7 +381,7 @@ impl RuleStore {
     }
 
     /// `rules.set`: atomic replace.
-    pub fn set(&self, specs: Vec<IoRule>) -> Result<u64, RuleError> {
+    pub(crate) fn set(&self, specs: Vec<IoRule>) -> Result<u64, RuleError> {
         let _w = self.write.lock().unwrap_or_else(|e| e.into_inner());
         let existing = self.current.load_full();
         let rules = self.compile(specs, |i| format!("rules[{i}]"), &existing.rules)?;
@@ -405,7 +389,7 @@ impl RuleStore {
     }
 
     /// `rules.add`: appends one rule; returns (id, generation).
-    pub fn add(&self, spec: IoRule) -> Result<(String, u64), RuleError> {
+    pub(crate) fn add(&self, spec: IoRule) -> Result<(String, u64), RuleError> {
         let _w = self.write.lock().unwrap_or_else(|e| e.into_inner());
         let existing = self.current.load_full();
         if let Some(id) = &spec.id
@@ -432,7 +416,7 @@ impl RuleStore {
     }
 
     /// `rules.remove`.
-    pub fn remove(&self, id: &str) -> Result<u64, RuleError> {
+    pub(crate) fn remove(&self, id: &str) -> Result<u64, RuleError> {
         let _w = self.write.lock().unwrap_or_else(|e| e.into_inner());
         let existing = self.current.load_full();
         if !existing.rules.iter().any(|r| r.id == id) {
@@ -451,20 +435,20 @@ impl RuleStore {
     }
 
     /// `rules.clear`.
-    pub fn clear(&self) -> u64 {
+    pub(crate) fn clear(&self) -> u64 {
         let _w = self.write.lock().unwrap_or_else(|e| e.into_inner());
         self.swap(Vec::new(), Removal::Cleared)
     }
 
     /// `rules.list`: (generation, rules with hit counts).
-    pub fn list(&self) -> (u64, Vec<RuleView>) {
+    pub(crate) fn list(&self) -> (u64, Vec<RuleEntry>) {
         let snap = self.current.load_full();
         let now = Instant::now();
         let rules = snap
             .rules
             .iter()
             .filter(|r| !r.expired(now))
-            .map(|r| RuleView {
+            .map(|r| RuleEntry {
                 id: r.id.clone(),
                 rule: r.spec.clone(),
                 hits: r.hits.load(Ordering::Relaxed),
@@ -477,7 +461,7 @@ impl RuleStore {
     }
 
     /// Removes expired rules now; returns the new generation if anything expired.
-    pub fn expire(&self) -> Option<u64> {
+    pub(crate) fn expire(&self) -> Option<u64> {
         let _w = self.write.lock().unwrap_or_else(|e| e.into_inner());
         let existing = self.current.load_full();
         let now = Instant::now();
@@ -494,7 +478,7 @@ impl RuleStore {
     }
 
     /// Runs the ttl reaper until [`RuleStore::stop_reaper`].
-    pub fn spawn_reaper(self: &Arc<Self>) -> std::io::Result<std::thread::JoinHandle<()>> {
+    pub(crate) fn spawn_reaper(self: &Arc<Self>) -> std::io::Result<std::thread::JoinHandle<()>> {
         let store = self.clone();
         std::thread::Builder::new()
             .name("ttl-reaper".into())
@@ -530,7 +514,7 @@ impl RuleStore {
             })
     }
 
-    pub fn stop_reaper(&self) {
+    pub(crate) fn stop_reaper(&self) {
         let (lock, cv) = &self.reaper;
         if let Ok(mut g) = lock.lock() {
             g.1 = true;

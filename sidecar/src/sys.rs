@@ -12,7 +12,7 @@ use std::os::unix::ffi::OsStrExt;
 use fuser::Errno;
 
 /// The last OS error as a FUSE errno (EIO if the OS gave none).
-pub fn last_errno() -> Errno {
+pub(crate) fn last_errno() -> Errno {
     Errno::from_i32(
         std::io::Error::last_os_error()
             .raw_os_error()
@@ -33,7 +33,7 @@ fn check_size(ret: libc::ssize_t) -> Result<usize, Errno> {
 }
 
 /// A file name as a C string. Names from the kernel never contain NUL; reject them if they do.
-pub fn cname(name: &OsStr) -> Result<CString, Errno> {
+pub(crate) fn cname(name: &OsStr) -> Result<CString, Errno> {
     CString::new(name.as_bytes()).map_err(|_| Errno::EINVAL)
 }
 
@@ -41,12 +41,17 @@ const EMPTY: &CStr = c"";
 
 /// `/proc/self/fd/N`: re-opens an `O_PATH` descriptor with real access flags, and serves the
 /// calls (xattrs, chmod, truncate) that refuse `O_PATH` descriptors.
-pub fn proc_path(fd: RawFd) -> CString {
+pub(crate) fn proc_path(fd: RawFd) -> CString {
     // A decimal number never contains NUL.
     CString::new(format!("/proc/self/fd/{fd}")).unwrap_or_default()
 }
 
-pub fn openat(dir: BorrowedFd<'_>, name: &CStr, flags: i32, mode: u32) -> Result<OwnedFd, Errno> {
+pub(crate) fn openat(
+    dir: BorrowedFd<'_>,
+    name: &CStr,
+    flags: i32,
+    mode: u32,
+) -> Result<OwnedFd, Errno> {
     // SAFETY: plain syscall on valid pointers; the returned fd is owned by us.
     let fd = check(unsafe {
         libc::openat(
@@ -61,12 +66,12 @@ pub fn openat(dir: BorrowedFd<'_>, name: &CStr, flags: i32, mode: u32) -> Result
 }
 
 /// Opens `name` under `dir` as an `O_PATH` handle without following a final symlink.
-pub fn open_path(dir: BorrowedFd<'_>, name: &CStr) -> Result<OwnedFd, Errno> {
+pub(crate) fn open_path(dir: BorrowedFd<'_>, name: &CStr) -> Result<OwnedFd, Errno> {
     openat(dir, name, libc::O_PATH | libc::O_NOFOLLOW, 0)
 }
 
 /// Re-opens an `O_PATH` descriptor with `flags` through `/proc/self/fd`.
-pub fn reopen(fd: BorrowedFd<'_>, flags: i32) -> Result<OwnedFd, Errno> {
+pub(crate) fn reopen(fd: BorrowedFd<'_>, flags: i32) -> Result<OwnedFd, Errno> {
     let path = proc_path(fd.as_raw_fd());
     // SAFETY: plain syscall on a valid C string.
     let new = check(unsafe {
@@ -79,7 +84,7 @@ pub fn reopen(fd: BorrowedFd<'_>, flags: i32) -> Result<OwnedFd, Errno> {
     Ok(unsafe { OwnedFd::from_raw_fd(new) })
 }
 
-pub fn fstatat(dir: BorrowedFd<'_>, name: &CStr) -> Result<libc::stat, Errno> {
+pub(crate) fn fstatat(dir: BorrowedFd<'_>, name: &CStr) -> Result<libc::stat, Errno> {
     let mut st = MaybeUninit::<libc::stat>::uninit();
     let flags = libc::AT_SYMLINK_NOFOLLOW
         | if name.is_empty() {
@@ -93,11 +98,11 @@ pub fn fstatat(dir: BorrowedFd<'_>, name: &CStr) -> Result<libc::stat, Errno> {
     Ok(unsafe { st.assume_init() })
 }
 
-pub fn fstat(fd: BorrowedFd<'_>) -> Result<libc::stat, Errno> {
+pub(crate) fn fstat(fd: BorrowedFd<'_>) -> Result<libc::stat, Errno> {
     fstatat(fd, EMPTY)
 }
 
-pub fn fstatvfs(fd: BorrowedFd<'_>) -> Result<libc::statvfs, Errno> {
+pub(crate) fn fstatvfs(fd: BorrowedFd<'_>) -> Result<libc::statvfs, Errno> {
     let mut st = MaybeUninit::<libc::statvfs>::uninit();
     // SAFETY: valid out pointer.
     check(unsafe { libc::fstatvfs(fd.as_raw_fd(), st.as_mut_ptr()) })?;
@@ -105,24 +110,24 @@ pub fn fstatvfs(fd: BorrowedFd<'_>) -> Result<libc::statvfs, Errno> {
     Ok(unsafe { st.assume_init() })
 }
 
-pub fn mkdirat(dir: BorrowedFd<'_>, name: &CStr, mode: u32) -> Result<(), Errno> {
+pub(crate) fn mkdirat(dir: BorrowedFd<'_>, name: &CStr, mode: u32) -> Result<(), Errno> {
     // SAFETY: plain syscall.
     check(unsafe { libc::mkdirat(dir.as_raw_fd(), name.as_ptr(), mode) }).map(drop)
 }
 
-pub fn mknodat(dir: BorrowedFd<'_>, name: &CStr, mode: u32, rdev: u64) -> Result<(), Errno> {
+pub(crate) fn mknodat(dir: BorrowedFd<'_>, name: &CStr, mode: u32, rdev: u64) -> Result<(), Errno> {
     // SAFETY: plain syscall.
     check(unsafe { libc::mknodat(dir.as_raw_fd(), name.as_ptr(), mode, rdev) }).map(drop)
 }
 
-pub fn symlinkat(target: &CStr, dir: BorrowedFd<'_>, name: &CStr) -> Result<(), Errno> {
+pub(crate) fn symlinkat(target: &CStr, dir: BorrowedFd<'_>, name: &CStr) -> Result<(), Errno> {
     // SAFETY: plain syscall.
     check(unsafe { libc::symlinkat(target.as_ptr(), dir.as_raw_fd(), name.as_ptr()) }).map(drop)
 }
 
 /// Hard-links the file behind an `O_PATH` descriptor (through `/proc/self/fd`, which needs no
 /// `CAP_DAC_READ_SEARCH`).
-pub fn link_fd(fd: BorrowedFd<'_>, dir: BorrowedFd<'_>, name: &CStr) -> Result<(), Errno> {
+pub(crate) fn link_fd(fd: BorrowedFd<'_>, dir: BorrowedFd<'_>, name: &CStr) -> Result<(), Errno> {
     let path = proc_path(fd.as_raw_fd());
     // SAFETY: plain syscall.
     check(unsafe {
@@ -137,12 +142,12 @@ pub fn link_fd(fd: BorrowedFd<'_>, dir: BorrowedFd<'_>, name: &CStr) -> Result<(
     .map(drop)
 }
 
-pub fn unlinkat(dir: BorrowedFd<'_>, name: &CStr, flags: i32) -> Result<(), Errno> {
+pub(crate) fn unlinkat(dir: BorrowedFd<'_>, name: &CStr, flags: i32) -> Result<(), Errno> {
     // SAFETY: plain syscall.
     check(unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), flags) }).map(drop)
 }
 
-pub fn renameat2(
+pub(crate) fn renameat2(
     old_dir: BorrowedFd<'_>,
     old: &CStr,
     new_dir: BorrowedFd<'_>,
@@ -162,7 +167,7 @@ pub fn renameat2(
     .map(drop)
 }
 
-pub fn readlinkat(fd: BorrowedFd<'_>) -> Result<Vec<u8>, Errno> {
+pub(crate) fn readlinkat(fd: BorrowedFd<'_>) -> Result<Vec<u8>, Errno> {
     let mut buf = vec![0u8; libc::PATH_MAX as usize + 1];
     // SAFETY: buf is valid for buf.len() bytes.
     let n = check_size(unsafe {
@@ -177,7 +182,11 @@ pub fn readlinkat(fd: BorrowedFd<'_>) -> Result<Vec<u8>, Errno> {
     Ok(buf)
 }
 
-pub fn fchownat(fd: BorrowedFd<'_>, uid: Option<u32>, gid: Option<u32>) -> Result<(), Errno> {
+pub(crate) fn fchownat(
+    fd: BorrowedFd<'_>,
+    uid: Option<u32>,
+    gid: Option<u32>,
+) -> Result<(), Errno> {
     let uid = uid.unwrap_or(u32::MAX);
     let gid = gid.unwrap_or(u32::MAX);
     // SAFETY: plain syscall; -1 (u32::MAX) leaves an id unchanged.
@@ -193,30 +202,30 @@ pub fn fchownat(fd: BorrowedFd<'_>, uid: Option<u32>, gid: Option<u32>) -> Resul
     .map(drop)
 }
 
-pub fn chmod_path(fd: BorrowedFd<'_>, mode: u32) -> Result<(), Errno> {
+pub(crate) fn chmod_path(fd: BorrowedFd<'_>, mode: u32) -> Result<(), Errno> {
     let path = proc_path(fd.as_raw_fd());
     // SAFETY: plain syscall.
     check(unsafe { libc::chmod(path.as_ptr(), mode) }).map(drop)
 }
 
-pub fn fchmod(fd: BorrowedFd<'_>, mode: u32) -> Result<(), Errno> {
+pub(crate) fn fchmod(fd: BorrowedFd<'_>, mode: u32) -> Result<(), Errno> {
     // SAFETY: plain syscall.
     check(unsafe { libc::fchmod(fd.as_raw_fd(), mode) }).map(drop)
 }
 
-pub fn truncate_path(fd: BorrowedFd<'_>, size: u64) -> Result<(), Errno> {
+pub(crate) fn truncate_path(fd: BorrowedFd<'_>, size: u64) -> Result<(), Errno> {
     let path = proc_path(fd.as_raw_fd());
     // SAFETY: plain syscall.
     check(unsafe { libc::truncate(path.as_ptr(), size as libc::off_t) }).map(drop)
 }
 
-pub fn ftruncate(fd: BorrowedFd<'_>, size: u64) -> Result<(), Errno> {
+pub(crate) fn ftruncate(fd: BorrowedFd<'_>, size: u64) -> Result<(), Errno> {
     // SAFETY: plain syscall.
     check(unsafe { libc::ftruncate(fd.as_raw_fd(), size as libc::off_t) }).map(drop)
 }
 
 /// `utimensat` on an `O_PATH` descriptor (symlinks included) or an open file.
-pub fn utimens(
+pub(crate) fn utimens(
     fd: BorrowedFd<'_>,
     times: &[libc::timespec; 2],
     is_symlink: bool,
@@ -240,7 +249,7 @@ pub fn utimens(
     }
 }
 
-pub fn pread(fd: BorrowedFd<'_>, buf: &mut [u8], offset: u64) -> Result<usize, Errno> {
+pub(crate) fn pread(fd: BorrowedFd<'_>, buf: &mut [u8], offset: u64) -> Result<usize, Errno> {
     // SAFETY: buf is valid for buf.len() bytes.
     check_size(unsafe {
         libc::pread(
@@ -252,7 +261,7 @@ pub fn pread(fd: BorrowedFd<'_>, buf: &mut [u8], offset: u64) -> Result<usize, E
     })
 }
 
-pub fn pwrite(fd: BorrowedFd<'_>, buf: &[u8], offset: u64) -> Result<usize, Errno> {
+pub(crate) fn pwrite(fd: BorrowedFd<'_>, buf: &[u8], offset: u64) -> Result<usize, Errno> {
     // SAFETY: buf is valid for buf.len() bytes.
     check_size(unsafe {
         libc::pwrite(
@@ -264,7 +273,7 @@ pub fn pwrite(fd: BorrowedFd<'_>, buf: &[u8], offset: u64) -> Result<usize, Errn
     })
 }
 
-pub fn fsync(fd: BorrowedFd<'_>, datasync: bool) -> Result<(), Errno> {
+pub(crate) fn fsync(fd: BorrowedFd<'_>, datasync: bool) -> Result<(), Errno> {
     // SAFETY: plain syscalls.
     check(unsafe {
         if datasync {
@@ -276,7 +285,7 @@ pub fn fsync(fd: BorrowedFd<'_>, datasync: bool) -> Result<(), Errno> {
     .map(drop)
 }
 
-pub fn fallocate(fd: BorrowedFd<'_>, mode: i32, offset: u64, len: u64) -> Result<(), Errno> {
+pub(crate) fn fallocate(fd: BorrowedFd<'_>, mode: i32, offset: u64, len: u64) -> Result<(), Errno> {
     // SAFETY: plain syscall.
     check(unsafe {
         libc::fallocate(
@@ -289,13 +298,13 @@ pub fn fallocate(fd: BorrowedFd<'_>, mode: i32, offset: u64, len: u64) -> Result
     .map(drop)
 }
 
-pub fn lseek(fd: BorrowedFd<'_>, offset: i64, whence: i32) -> Result<i64, Errno> {
+pub(crate) fn lseek(fd: BorrowedFd<'_>, offset: i64, whence: i32) -> Result<i64, Errno> {
     // SAFETY: plain syscall.
     let r = unsafe { libc::lseek(fd.as_raw_fd(), offset, whence) };
     if r < 0 { Err(last_errno()) } else { Ok(r) }
 }
 
-pub fn copy_file_range(
+pub(crate) fn copy_file_range(
     fd_in: BorrowedFd<'_>,
     off_in: u64,
     fd_out: BorrowedFd<'_>,
@@ -319,7 +328,7 @@ pub fn copy_file_range(
 }
 
 /// The xattr calls go through `/proc/self/fd/N` because they refuse `O_PATH` descriptors.
-pub fn getxattr(fd: BorrowedFd<'_>, name: &CStr, buf: &mut [u8]) -> Result<usize, Errno> {
+pub(crate) fn getxattr(fd: BorrowedFd<'_>, name: &CStr, buf: &mut [u8]) -> Result<usize, Errno> {
     let path = proc_path(fd.as_raw_fd());
     // SAFETY: buf valid for its length (a zero length asks for the size).
     check_size(unsafe {
@@ -332,7 +341,12 @@ pub fn getxattr(fd: BorrowedFd<'_>, name: &CStr, buf: &mut [u8]) -> Result<usize
     })
 }
 
-pub fn setxattr(fd: BorrowedFd<'_>, name: &CStr, value: &[u8], flags: i32) -> Result<(), Errno> {
+pub(crate) fn setxattr(
+    fd: BorrowedFd<'_>,
+    name: &CStr,
+    value: &[u8],
+    flags: i32,
+) -> Result<(), Errno> {
     let path = proc_path(fd.as_raw_fd());
     // SAFETY: value valid for its length.
     check(unsafe {
@@ -347,20 +361,20 @@ pub fn setxattr(fd: BorrowedFd<'_>, name: &CStr, value: &[u8], flags: i32) -> Re
     .map(drop)
 }
 
-pub fn listxattr(fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<usize, Errno> {
+pub(crate) fn listxattr(fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<usize, Errno> {
     let path = proc_path(fd.as_raw_fd());
     // SAFETY: buf valid for its length.
     check_size(unsafe { libc::listxattr(path.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) })
 }
 
-pub fn removexattr(fd: BorrowedFd<'_>, name: &CStr) -> Result<(), Errno> {
+pub(crate) fn removexattr(fd: BorrowedFd<'_>, name: &CStr) -> Result<(), Errno> {
     let path = proc_path(fd.as_raw_fd());
     // SAFETY: plain syscall.
     check(unsafe { libc::removexattr(path.as_ptr(), name.as_ptr()) }).map(drop)
 }
 
 /// One entry read by [`getdents`].
-pub struct DirEntry {
+pub(crate) struct DirEntry {
     pub ino: u64,
     /// Offset to resume *after* this entry.
     pub next: i64,
@@ -370,7 +384,11 @@ pub struct DirEntry {
 
 /// Reads directory entries of an open directory starting at `offset` (a cookie from a previous
 /// entry's `next`, or 0). Returns an empty vector at the end.
-pub fn getdents(fd: BorrowedFd<'_>, offset: i64, buf: &mut [u8]) -> Result<Vec<DirEntry>, Errno> {
+pub(crate) fn getdents(
+    fd: BorrowedFd<'_>,
+    offset: i64,
+    buf: &mut [u8],
+) -> Result<Vec<DirEntry>, Errno> {
     lseek(fd, offset, libc::SEEK_SET)?;
     // SAFETY: buf valid for its length; getdents64 writes at most that many bytes.
     let n = unsafe {
@@ -416,12 +434,12 @@ pub fn getdents(fd: BorrowedFd<'_>, offset: i64, buf: &mut [u8]) -> Result<Vec<D
 /// Switches this thread's filesystem uid/gid to the caller's for the lifetime of the guard, so
 /// files are created owned by the caller and the source filesystem applies its own rules
 /// (set-gid directories, quotas). Only effective when the daemon runs as root.
-pub struct CallerCreds {
+pub(crate) struct CallerCreds {
     active: bool,
 }
 
 impl CallerCreds {
-    pub fn switch(uid: u32, gid: u32) -> Self {
+    pub(crate) fn switch(uid: u32, gid: u32) -> Self {
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } != 0 || (uid == 0 && gid == 0) {
             return Self { active: false };
@@ -448,7 +466,7 @@ impl Drop for CallerCreds {
 }
 
 /// Process umask 0: the kernel already applied the caller's umask to the modes it sends us.
-pub fn clear_umask() {
+pub(crate) fn clear_umask() {
     // SAFETY: umask cannot fail.
     unsafe {
         libc::umask(0);
@@ -456,7 +474,7 @@ pub fn clear_umask() {
 }
 
 /// `statfs(2)` of a path; `f_type` tells a FUSE mount (0x65735546) from anything else.
-pub fn statfs_type(path: &CStr) -> Result<i64, Errno> {
+pub(crate) fn statfs_type(path: &CStr) -> Result<i64, Errno> {
     let mut st = MaybeUninit::<libc::statfs>::uninit();
     // SAFETY: valid out pointer.
     check(unsafe { libc::statfs(path.as_ptr(), st.as_mut_ptr()) })?;
@@ -464,4 +482,4 @@ pub fn statfs_type(path: &CStr) -> Result<i64, Errno> {
     Ok(unsafe { st.assume_init() }.f_type)
 }
 
-pub const FUSE_SUPER_MAGIC: i64 = 0x6573_5546;
+pub(crate) const FUSE_SUPER_MAGIC: i64 = 0x6573_5546;

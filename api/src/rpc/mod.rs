@@ -8,3 +8,4 @@
 
 #[cfg(feature = "crd")]
 pub mod daemon;
+pub mod sidecar;

@@ -9,22 +9,77 @@ mod attr;
 mod fault;
 mod latency;
 mod mistake;
-pub mod op;
+pub(crate) mod op;
 
+use std::cell::RefCell;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use faultline_api::iorule::{IoFaultType, IoRule, compile_glob};
 use fuser::{Errno, FileAttr};
 use globset::GlobMatcher;
-pub use op::{CACHED_OPS, Op};
+pub(crate) use op::{CACHED_OPS, Op};
+use prometheus_client::metrics::counter::Counter;
 
-/// The random source: seedable (`--seed`) so runs repeat.
-pub type Rng = rand::rngs::StdRng;
+/// One thread's generator.
+pub(crate) type Rng = rand::rngs::StdRng;
+
+/// The random source (percent rolls, weighted errnos, mistakes): one generator per thread, so a
+/// rule hit takes no lock. Each thread's generator is seeded from the source's seed and the
+/// order in which threads first draw from it, so `--seed` makes every thread's sequence repeat.
+#[derive(Debug)]
+pub(crate) struct Random {
+    /// Tells apart sources living in one process (tests run several stores).
+    id: u64,
+    seed: u64,
+    streams: AtomicU64,
+}
+
+static NEXT_RANDOM: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    /// This thread's generators, by source id (one entry in a running sidecar).
+    static GENERATORS: RefCell<Vec<(u64, Rng)>> = const { RefCell::new(Vec::new()) };
+}
+
+impl Random {
+    /// A source seeded with `seed`, or from the OS when `None`.
+    pub(crate) fn new(seed: Option<u64>) -> Self {
+        Self {
+            id: NEXT_RANDOM.fetch_add(1, Ordering::Relaxed),
+            seed: seed.unwrap_or_else(rand::random),
+            streams: AtomicU64::new(0),
+        }
+    }
+
+    /// Runs `f` with this thread's generator (`f` must not draw from a source itself).
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&mut Rng) -> R) -> R {
+        use rand::SeedableRng;
+        GENERATORS.with(|cell| {
+            let mut generators = cell.borrow_mut();
+            let at = match generators.iter().position(|(id, _)| *id == self.id) {
+                Some(at) => at,
+                None => {
+                    // Sources of finished tests would pile up on a long-lived thread.
+                    if generators.len() >= 8 {
+                        generators.remove(0);
+                    }
+                    let stream = self.streams.fetch_add(1, Ordering::Relaxed);
+                    let seed = self
+                        .seed
+                        .wrapping_add(stream.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+                    generators.push((self.id, Rng::seed_from_u64(seed)));
+                    generators.len() - 1
+                }
+            };
+            f(&mut generators[at].1)
+        })
+    }
+}
 
 /// One fault kind. Every hook defaults to doing nothing.
-pub trait Injector: Send + Sync + std::fmt::Debug {
+pub(crate) trait Injector: Send + Sync + std::fmt::Debug {
     /// Before the operation runs: add a delay, pick an errno.
     fn before(&self, _plan: &mut Plan, _rng: &mut Rng) {}
     /// On attributes about to be replied (`entry`: part of an entry reply, not a getattr).
@@ -40,56 +95,50 @@ pub trait Injector: Send + Sync + std::fmt::Debug {
 
 /// What happens to one operation.
 #[derive(Debug, Default)]
-pub struct Plan {
+pub(crate) struct Plan {
     pub delay: Duration,
     pub errno: Option<Errno>,
     /// A rule touching cached results matches this path: reply with TTL 0, invalidate after
     /// cached reads.
     pub volatile: bool,
     post: Vec<Arc<CompiledRule>>,
-    rng: Option<Arc<Mutex<Rng>>>,
+    rng: Option<Arc<Random>>,
 }
 
 impl Plan {
     /// The plan of an operation no rule matches.
-    pub fn none() -> Self {
+    pub(crate) fn none() -> Self {
         Self::default()
     }
 
     /// `Err(errno)` when a fault rule hit.
-    pub fn check(&self) -> Result<(), Errno> {
+    pub(crate) fn check(&self) -> Result<(), Errno> {
         self.errno.map_or(Ok(()), Err)
     }
 
-    pub fn attr(&self, mut attr: FileAttr, entry: bool) -> FileAttr {
+    pub(crate) fn attr(&self, mut attr: FileAttr, entry: bool) -> FileAttr {
         for rule in &self.post {
             rule.injector.attr(&mut attr, entry);
         }
         attr
     }
 
-    pub fn touches_data(&self) -> bool {
+    pub(crate) fn touches_data(&self) -> bool {
         self.post.iter().any(|r| r.injector.touches_data())
     }
 
     /// Applies data hooks (mistakes) to `buf`.
-    pub fn data(&self, buf: &mut [u8]) {
+    pub(crate) fn data(&self, buf: &mut [u8]) {
         let Some(rng) = &self.rng else { return };
         for rule in self.post.iter().filter(|r| r.injector.touches_data()) {
-            let mut rng = rng.lock().unwrap_or_else(|e| e.into_inner());
-            rule.injector.data(buf, &mut rng);
+            rng.with(|rng| rule.injector.data(buf, rng));
         }
-    }
-
-    /// Nothing to do: no delay, no errno, no post hooks.
-    pub fn is_empty(&self) -> bool {
-        self.delay.is_zero() && self.errno.is_none() && self.post.is_empty()
     }
 }
 
 /// A validated rule ready to match operations.
 #[derive(Debug)]
-pub struct CompiledRule {
+pub(crate) struct CompiledRule {
     pub id: String,
     /// The rule as given (with its id filled in).
     pub spec: IoRule,
@@ -100,6 +149,9 @@ pub struct CompiledRule {
     pub expires_at: Option<Instant>,
     injector: Box<dyn Injector>,
     pub hits: AtomicU64,
+    /// `faultline_sidecar_faults_injected_total{rule, kind}` of this rule, resolved once here
+    /// so that a hit is one atomic add (no label string, no family lock).
+    fault_counter: Counter,
 }
 
 const ALL_OPS: u64 = (1 << Op::COUNT as u64) - 1;
@@ -107,7 +159,12 @@ const ALL_OPS: u64 = (1 << Op::COUNT as u64) - 1;
 impl CompiledRule {
     /// Compiles a rule that passed [`IoRule::validate`]. `Err` carries a reason for the (should
     /// not happen) case of a rule that validates but does not compile.
-    pub fn compile(mut spec: IoRule, id: String, now: Instant) -> Result<Self, String> {
+    pub(crate) fn compile(
+        mut spec: IoRule,
+        id: String,
+        now: Instant,
+        fault_counter: Counter,
+    ) -> Result<Self, String> {
         spec.id = Some(id.clone());
         let glob = match &spec.path {
             Some(p) => Some(compile_glob(p).map_err(|e| e.to_string())?),
@@ -169,28 +226,29 @@ impl CompiledRule {
             expires_at,
             injector,
             hits: AtomicU64::new(0),
+            fault_counter,
         })
     }
 
-    pub fn kind(&self) -> IoFaultType {
+    pub(crate) fn kind(&self) -> IoFaultType {
         self.spec.kind
     }
 
-    pub fn applies_to(&self, op: Op) -> bool {
+    pub(crate) fn applies_to(&self, op: Op) -> bool {
         self.methods & op.bit() != 0
     }
 
-    pub fn methods(&self) -> u64 {
+    pub(crate) fn methods(&self) -> u64 {
         self.methods
     }
 
-    pub fn has_glob(&self) -> bool {
+    pub(crate) fn has_glob(&self) -> bool {
         self.glob.is_some()
     }
 
     /// Whether the rule's path glob matches `path` (no glob matches everything, an unknown
     /// path matches only rules without a glob).
-    pub fn matches_path(&self, path: Option<&str>) -> bool {
+    pub(crate) fn matches_path(&self, path: Option<&str>) -> bool {
         match (&self.glob, path) {
             (None, _) => true,
             (Some(g), Some(p)) => g.is_match(p),
@@ -199,26 +257,24 @@ impl CompiledRule {
     }
 
     /// Touches results the kernel caches (so matching inodes must not be served from cache).
-    pub fn cache_relevant(&self) -> bool {
+    pub(crate) fn cache_relevant(&self) -> bool {
         self.methods & CACHED_OPS != 0
     }
 
     /// Changes what reads return or how long they take (matching files are opened direct_io).
-    pub fn touches_reads(&self) -> bool {
+    pub(crate) fn touches_reads(&self) -> bool {
         self.spec.kind != IoFaultType::AttrOverride && self.applies_to(Op::Read)
     }
 
-    pub fn expired(&self, now: Instant) -> bool {
+    pub(crate) fn expired(&self, now: Instant) -> bool {
         self.expires_at.is_some_and(|t| t <= now)
     }
 
     /// Runs the rule's `before` hook for a hit and records whether it has post hooks.
-    fn hit(self: &Arc<Self>, plan: &mut Plan, rng: &Arc<Mutex<Rng>>) {
+    fn hit(self: &Arc<Self>, plan: &mut Plan, rng: &Arc<Random>) {
         self.hits.fetch_add(1, Ordering::Relaxed);
-        {
-            let mut r = rng.lock().unwrap_or_else(|e| e.into_inner());
-            self.injector.before(plan, &mut r);
-        }
+        self.fault_counter.inc();
+        rng.with(|r| self.injector.before(plan, r));
         if matches!(
             self.spec.kind,
             IoFaultType::AttrOverride | IoFaultType::Mistake
@@ -232,13 +288,10 @@ impl CompiledRule {
 }
 
 /// Rolls the percent filter and applies a matching rule to `plan`.
-pub fn apply(rule: &Arc<CompiledRule>, plan: &mut Plan, rng: &Arc<Mutex<Rng>>) -> bool {
+pub(crate) fn apply(rule: &Arc<CompiledRule>, plan: &mut Plan, rng: &Arc<Random>) -> bool {
     if rule.percent < 100 {
         use rand::Rng as _;
-        let roll = rng
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .random_range(0..100u32);
+        let roll = rng.with(|r| r.random_range(0..100u32));
         if roll >= rule.percent {
             return false;
         }
@@ -250,13 +303,14 @@ pub fn apply(rule: &Arc<CompiledRule>, plan: &mut Plan, rng: &Arc<Mutex<Rng>>) -
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand::SeedableRng;
     use serde_json::json;
 
     fn compiled(v: serde_json::Value) -> Arc<CompiledRule> {
         let spec: IoRule = serde_json::from_value(v).unwrap();
         assert_eq!(spec.validate(), vec![]);
-        Arc::new(CompiledRule::compile(spec, "r".into(), Instant::now()).unwrap())
+        Arc::new(
+            CompiledRule::compile(spec, "r".into(), Instant::now(), Counter::default()).unwrap(),
+        )
     }
 
     #[test]
@@ -275,7 +329,7 @@ mod tests {
 
     #[test]
     fn plan_composes_rules() {
-        let rng = Arc::new(Mutex::new(Rng::seed_from_u64(3)));
+        let rng = Arc::new(Random::new(Some(3)));
         let mut plan = Plan::none();
         for r in [
             compiled(json!({"type": "latency", "latency": "2ms"})),
@@ -314,12 +368,13 @@ mod tests {
 
     #[test]
     fn percent_zero_never_hits() {
-        let rng = Arc::new(Mutex::new(Rng::seed_from_u64(3)));
+        let rng = Arc::new(Random::new(Some(3)));
         let r = compiled(json!({"type": "fault", "percent": 0, "faults": [{"errno": 5}]}));
         let mut plan = Plan::none();
         for _ in 0..1000 {
             assert!(!apply(&r, &mut plan, &rng));
         }
-        assert!(plan.is_empty());
+        assert!(plan.delay.is_zero() && plan.check().is_ok() && plan.post.is_empty());
+        assert_eq!(r.hits.load(Ordering::Relaxed), 0);
     }
 }

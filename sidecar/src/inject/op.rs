@@ -3,7 +3,7 @@
 /// One FUSE operation. The discriminant is the bit in a method mask.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
-pub enum Op {
+pub(crate) enum Op {
     Lookup,
     Forget,
     Getattr,
@@ -43,7 +43,7 @@ pub enum Op {
 }
 
 impl Op {
-    pub const ALL: [Op; 36] = [
+    pub(crate) const ALL: [Op; 36] = [
         Op::Lookup,
         Op::Forget,
         Op::Getattr,
@@ -82,10 +82,10 @@ impl Op {
         Op::CopyFileRange,
     ];
 
-    pub const COUNT: usize = Self::ALL.len();
+    pub(crate) const COUNT: usize = Self::ALL.len();
 
     /// The canonical (lower-case) method name.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Op::Lookup => "lookup",
             Op::Forget => "forget",
@@ -126,16 +126,16 @@ impl Op {
         }
     }
 
-    pub fn index(self) -> usize {
+    pub(crate) fn index(self) -> usize {
         self as usize
     }
 
-    pub fn bit(self) -> u64 {
+    pub(crate) fn bit(self) -> u64 {
         1 << (self as u64)
     }
 
     /// The op for a rule's method name (case-insensitive, `copyFileRange` accepted).
-    pub fn from_method(method: &str) -> Option<Op> {
+    pub(crate) fn from_method(method: &str) -> Option<Op> {
         let canonical = faultline_api::iorule::canonical_method(method)?;
         Op::ALL.iter().copied().find(|op| op.name() == canonical)
     }
@@ -143,7 +143,7 @@ impl Op {
 
 /// Ops whose results the kernel caches (attributes, entries, page cache, symlink targets): a
 /// rule touching them needs cache invalidation and uncached replies for matching inodes.
-pub const CACHED_OPS: u64 = (1 << Op::Lookup as u64)
+pub(crate) const CACHED_OPS: u64 = (1 << Op::Lookup as u64)
     | (1 << Op::Getattr as u64)
     | (1 << Op::Read as u64)
     | (1 << Op::Readlink as u64);

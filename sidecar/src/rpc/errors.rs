@@ -11,20 +11,11 @@ use jsonrpsee::types::{ErrorObjectOwned, Request};
 use serde_json::{Value, json};
 
 use crate::rules::RuleError;
+use faultline_api::rpc::sidecar::METHODS;
 
 pub(crate) const PARSE_ERROR: i32 = -32700;
 pub(crate) const METHOD_NOT_FOUND: i32 = -32601;
 pub(crate) const INVALID_PARAMS: i32 = -32602;
-
-/// The methods the sidecar serves, in documentation order.
-pub(crate) const METHODS: &[&str] = &[
-    "rules.set",
-    "rules.add",
-    "rules.remove",
-    "rules.clear",
-    "rules.list",
-    "status",
-];
 
 /// One bad field as the error's `data.violations` lists it.
 struct Violation {

@@ -32,7 +32,7 @@ use tower::Service;
 
 use crate::App;
 pub(crate) use listen::Listeners;
-pub use methods::module;
+pub(crate) use methods::module;
 pub(crate) use methods::op_counts;
 
 /// The largest request body read (jsonrpsee's default limit).
@@ -245,7 +245,7 @@ pub(crate) async fn start(app: Arc<App>, listeners: Listeners) -> anyhow::Result
 }
 
 /// A separate plain-HTTP `/metrics` listener (`--metrics-listen`).
-pub async fn start_metrics(
+pub(crate) async fn start_metrics(
     app: Arc<App>,
     addr: SocketAddr,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {

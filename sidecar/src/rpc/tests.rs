@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use super::{Listeners, RpcServer, start};
 use crate::App;
 use crate::client::{Client, ClientError};
-use crate::fs::Shutdown;
+use crate::delay::Shutdown;
 use crate::metrics::Metrics;
 use crate::rules::RuleStore;
 
