@@ -67,7 +67,7 @@ fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
             // Once, with its causes, and no backtrace: this is a user's error, not a crash.
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", error_text(&err));
             std::process::ExitCode::FAILURE
         }
     }
@@ -134,4 +134,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The error and its causes, each once: library errors already name their cause in their own
+/// text, so a cause the message holds is not repeated.
+fn error_text(err: &anyhow::Error) -> String {
+    err.chain().skip(1).fold(err.to_string(), |text, cause| {
+        let cause = cause.to_string();
+        if text.contains(&cause) {
+            text
+        } else {
+            format!("{text}: {cause}")
+        }
+    })
 }

@@ -44,10 +44,80 @@ impl From<Violation> for Denial {
     }
 }
 
-fn denial(path: impl Into<String>, rule: &'static str, message: impl Into<String>) -> Denial {
+/// The rules the webhook itself applies (the spec rules are `faultline_api::validate::Rule`).
+/// Their kebab-case names are the `rule` label of `faultline_webhook_denials_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebhookRule {
+    /// `request.object` (or `oldObject`) is absent.
+    MissingObject,
+    /// The object does not deserialize as its kind.
+    Malformed,
+    /// A kind this webhook does not know.
+    UnknownKind,
+    /// A known kind sent to the wrong endpoint.
+    UnsupportedKind,
+    /// An UPDATE that changes `spec`.
+    SpecImmutable,
+    /// Policy `halt`.
+    PolicyHalt,
+    /// A target namespace the policy protects.
+    PolicyProtectedNamespace,
+    /// A target namespace without `faultline.dev/chaos=enabled`.
+    PolicyNamespaceNotOptedIn,
+    /// Namespace labels are not known yet.
+    PolicyNamespaceLabelsUnknown,
+    /// An action the policy does not allow in a namespace.
+    PolicyActionNotAllowed,
+    /// No duration, or one longer than `maxDuration`.
+    PolicyMaxDuration,
+    /// More targets than `maxTargets`.
+    PolicyMaxTargets,
+    /// The webhook failed to build its answer (a bug, reported rather than hidden).
+    Internal,
+}
+
+impl WebhookRule {
+    /// Every rule, for docs and tests.
+    pub const ALL: [WebhookRule; 13] = [
+        WebhookRule::MissingObject,
+        WebhookRule::Malformed,
+        WebhookRule::UnknownKind,
+        WebhookRule::UnsupportedKind,
+        WebhookRule::SpecImmutable,
+        WebhookRule::PolicyHalt,
+        WebhookRule::PolicyProtectedNamespace,
+        WebhookRule::PolicyNamespaceNotOptedIn,
+        WebhookRule::PolicyNamespaceLabelsUnknown,
+        WebhookRule::PolicyActionNotAllowed,
+        WebhookRule::PolicyMaxDuration,
+        WebhookRule::PolicyMaxTargets,
+        WebhookRule::Internal,
+    ];
+
+    /// The stable kebab-case id.
+    pub fn name(self) -> &'static str {
+        match self {
+            WebhookRule::MissingObject => "missing-object",
+            WebhookRule::Malformed => "malformed",
+            WebhookRule::UnknownKind => "unknown-kind",
+            WebhookRule::UnsupportedKind => "unsupported-kind",
+            WebhookRule::SpecImmutable => "spec-immutable",
+            WebhookRule::PolicyHalt => "policy-halt",
+            WebhookRule::PolicyProtectedNamespace => "policy-protected-namespace",
+            WebhookRule::PolicyNamespaceNotOptedIn => "policy-namespace-not-opted-in",
+            WebhookRule::PolicyNamespaceLabelsUnknown => "policy-namespace-labels-unknown",
+            WebhookRule::PolicyActionNotAllowed => "policy-action-not-allowed",
+            WebhookRule::PolicyMaxDuration => "policy-max-duration",
+            WebhookRule::PolicyMaxTargets => "policy-max-targets",
+            WebhookRule::Internal => "internal",
+        }
+    }
+}
+
+fn denial(path: impl Into<String>, rule: WebhookRule, message: impl Into<String>) -> Denial {
     Denial {
         path: path.into(),
-        rule,
+        rule: rule.name(),
         message: message.into(),
     }
 }
@@ -86,7 +156,7 @@ fn own_namespace(review: &Review, chaos: &AnyChaos) -> String {
 fn unsupported_kind(endpoint: &str, kind: &str) -> Denial {
     denial(
         "request.kind",
-        "unsupported-kind",
+        WebhookRule::UnsupportedKind,
         format!(
             "{endpoint} admits only {} kinds, got {kind}",
             faultline_api::GROUP
@@ -107,17 +177,24 @@ fn parse(
     let Some(object) = object else {
         return Err(denial(
             format!("request.{field}"),
-            "missing-object",
+            WebhookRule::MissingObject,
             "is missing",
         ));
     };
-    let value: serde_json::Value = serde_json::from_str(object.get())
-        .map_err(|e| denial(format!("request.{field}"), "malformed", e.to_string()))?;
+    let value: serde_json::Value = serde_json::from_str(object.get()).map_err(|e| {
+        denial(
+            format!("request.{field}"),
+            WebhookRule::Malformed,
+            e.to_string(),
+        )
+    })?;
     AnyChaos::from_value(&review.request.kind.kind, value).map_err(|e| match e {
         faultline_api::ParseError::UnknownKind(_) => {
-            denial("request.kind", "unknown-kind", e.to_string())
+            denial("request.kind", WebhookRule::UnknownKind, e.to_string())
         }
-        faultline_api::ParseError::Invalid { path, message } => denial(path, "malformed", message),
+        faultline_api::ParseError::Invalid { path, message } => {
+            denial(path, WebhookRule::Malformed, message)
+        }
     })
 }
 
@@ -142,7 +219,7 @@ pub fn policy_denials(
     if policy.halt {
         out.push(denial(
             "(policy)",
-            "policy-halt",
+            WebhookRule::PolicyHalt,
             "policy halt is true (the kill switch): every new experiment is denied",
         ));
     }
@@ -153,7 +230,7 @@ pub fn policy_denials(
         if policy.is_protected(ns) {
             out.push(denial(
                 path.clone(),
-                "policy-protected-namespace",
+                WebhookRule::PolicyProtectedNamespace,
                 format!("namespace {ns:?} is protected by policy and cannot be a chaos target"),
             ));
             continue;
@@ -163,7 +240,7 @@ pub fn policy_denials(
                 Ok(true) => {}
                 Ok(false) => out.push(denial(
                     path.clone(),
-                    "policy-namespace-not-opted-in",
+                    WebhookRule::PolicyNamespaceNotOptedIn,
                     format!(
                         "namespace {ns:?} is not labelled {CHAOS_LABEL}={CHAOS_LABEL_VALUE} (policy requireNamespaceOptIn)"
                     ),
@@ -178,7 +255,7 @@ pub fn policy_denials(
         {
             out.push(denial(
                 path.clone(),
-                "policy-action-not-allowed",
+                WebhookRule::PolicyActionNotAllowed,
                 format!(
                     "{} is not allowed in namespace {ns:?} (policy allowedActions: [{}])",
                     chaos.policy_action(),
@@ -190,7 +267,7 @@ pub fn policy_denials(
     if let Some(why) = unknown {
         out.push(denial(
             "(policy)",
-            "policy-namespace-labels-unknown",
+            WebhookRule::PolicyNamespaceLabelsUnknown,
             format!(
                 "namespace labels are not known yet ({why}); chaos experiments are denied until the webhook can read Namespaces (policy requireNamespaceOptIn)"
             ),
@@ -202,7 +279,7 @@ pub fn policy_denials(
         match (chaos.duration_field(), chaos.duration()) {
             (None, _) => out.push(denial(
                 "spec.duration",
-                "policy-max-duration",
+                WebhookRule::PolicyMaxDuration,
                 format!(
                     "is required: {} lasts until recovered and policy maxDuration is {}",
                     chaos.policy_action(),
@@ -213,12 +290,12 @@ pub fn policy_denials(
             (Some(_), None) => {}
             (Some(raw), Some(d)) if d.is_zero() => out.push(denial(
                 "spec.duration",
-                "policy-max-duration",
+                WebhookRule::PolicyMaxDuration,
                 format!("{raw:?} must be longer than zero (policy maxDuration)"),
             )),
             (Some(raw), Some(d)) if d > max => out.push(denial(
                 "spec.duration",
-                "policy-max-duration",
+                WebhookRule::PolicyMaxDuration,
                 format!(
                     "{raw:?} is longer than policy maxDuration {}",
                     faultline_api::duration::format_duration(max)
@@ -236,7 +313,7 @@ pub fn policy_denials(
                 {
                     out.push(denial(
                         format!("{path}.value"),
-                        "policy-max-targets",
+                        WebhookRule::PolicyMaxTargets,
                         format!("{n} pods is more than policy maxTargets.pods {max}"),
                     ));
                 }
@@ -247,7 +324,7 @@ pub fn policy_denials(
                 {
                     out.push(denial(
                         format!("{path}.value"),
-                        "policy-max-targets",
+                        WebhookRule::PolicyMaxTargets,
                         format!("{p}% is more than policy maxTargets.percent {max}%"),
                     ));
                 }
@@ -372,7 +449,7 @@ fn validate_update(review: &Review, response: AdmissionResponse, kind: String) -
     if spec(&chaos) != spec(&old) {
         let d = denial(
             "spec",
-            "spec-immutable",
+            WebhookRule::SpecImmutable,
             format!(
                 "cannot be changed once {} {} exists; delete it and create a new experiment (pause, annotations and status may change)",
                 chaos.kind(),
@@ -427,7 +504,7 @@ pub fn default(review: &Review) -> Verdict {
             kind,
             denial(
                 "(internal)",
-                "internal",
+                WebhookRule::Internal,
                 format!("serializing the patch: {e}"),
             ),
         ),

@@ -41,6 +41,7 @@
 pub mod admission;
 pub mod inject;
 pub(crate) mod metrics;
+pub(crate) mod namespace_cache;
 pub(crate) mod opt_in;
 pub(crate) mod patch;
 pub mod policy;

@@ -102,13 +102,26 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .map_err(anyhow::Error::from)
-        .and_then(|runtime| runtime.block_on(faultline_webhook::server::run(config)));
+        .and_then(|runtime| Ok(runtime.block_on(faultline_webhook::server::run(config))?));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             // Once, with its causes, and no backtrace: a start-up error is the user's to fix.
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", error_text(&err));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes, each once: library errors already name their cause in their own
+/// text, so a cause the message holds is not repeated.
+fn error_text(err: &anyhow::Error) -> String {
+    err.chain().skip(1).fold(err.to_string(), |text, cause| {
+        let cause = cause.to_string();
+        if text.contains(&cause) {
+            text
+        } else {
+            format!("{text}: {cause}")
+        }
+    })
 }

@@ -3,10 +3,10 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use anyhow::Context;
+use arc_swap::ArcSwap;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -16,14 +16,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum_server::Handle;
 use axum_server::tls_rustls::RustlsConfig;
-use futures::StreamExt;
-use k8s_openapi::api::core::v1::Namespace;
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
 
 use crate::inject::Template;
 use crate::metrics::Metrics;
-use crate::policy::{NamespaceLabels, Policy};
+pub use crate::namespace_cache::NamespaceCache;
+use crate::policy::Policy;
 use crate::review;
 use crate::{Verdict, admission, inject};
 
@@ -57,151 +54,11 @@ pub struct Config {
     pub reload_interval: Duration,
 }
 
-/// What the namespace cache knows.
-#[derive(Debug, Clone)]
-enum CacheState {
-    NotStarted,
-    Syncing(String),
-    Synced,
-}
-
-/// Namespace labels from a reflector over the Kubernetes API, started on first need.
-#[derive(Clone)]
-pub struct NamespaceCache {
-    store: Arc<Mutex<Option<Store<Namespace>>>>,
-    state: Arc<Mutex<CacheState>>,
-}
-
-impl Default for NamespaceCache {
-    fn default() -> Self {
-        NamespaceCache {
-            store: Arc::new(Mutex::new(None)),
-            state: Arc::new(Mutex::new(CacheState::NotStarted)),
-        }
-    }
-}
-
-impl NamespaceCache {
-    fn set_state(&self, state: CacheState) {
-        if let Ok(mut s) = self.state.lock() {
-            *s = state;
-        }
-    }
-
-    fn describe(&self) -> String {
-        match self.state.lock().map(|s| s.clone()) {
-            Ok(CacheState::NotStarted) => "not needed".to_owned(),
-            Ok(CacheState::Syncing(why)) => format!("unknown: {why}"),
-            Ok(CacheState::Synced) => "synced".to_owned(),
-            Err(_) => "unknown".to_owned(),
-        }
-    }
-
-    fn synced(&self) -> bool {
-        matches!(self.state.lock().map(|s| s.clone()), Ok(CacheState::Synced))
-    }
-
-    /// Starts the watch once (idempotent). `client` = `None`: in-cluster / kubeconfig default.
-    pub fn start(&self, client: Option<kube::Client>) {
-        {
-            let Ok(mut state) = self.state.lock() else {
-                return;
-            };
-            if !matches!(*state, CacheState::NotStarted) {
-                return;
-            }
-            *state = CacheState::Syncing("the Namespace watch is starting".to_owned());
-        }
-        let cache = self.clone();
-        tokio::spawn(async move {
-            let client = match client {
-                Some(c) => c,
-                None => loop {
-                    match kube::Client::try_default().await {
-                        Ok(c) => break c,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "no Kubernetes client; retrying in 5s");
-                            cache.set_state(CacheState::Syncing(format!(
-                                "no Kubernetes API client: {e}"
-                            )));
-                            tokio::time::sleep(Duration::from_secs(5)).await;
-                        }
-                    }
-                },
-            };
-            cache.run(client).await;
-        });
-    }
-
-    /// Runs the reflector until the process ends.
-    pub async fn run(&self, client: kube::Client) {
-        let api: kube::Api<Namespace> = kube::Api::all(client);
-        let (reader, writer) = reflector::store();
-        if let Ok(mut s) = self.store.lock() {
-            *s = Some(reader);
-        }
-        let stream = reflector::reflector(
-            writer,
-            watcher(api, watcher::Config::default()).default_backoff(),
-        );
-        futures::pin_mut!(stream);
-        while let Some(event) = stream.next().await {
-            match event {
-                Ok(watcher::Event::InitDone) => {
-                    tracing::info!("namespace cache synced");
-                    self.set_state(CacheState::Synced);
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::warn!(error = %e, "namespace watch failed; retrying");
-                    let synced =
-                        matches!(self.state.lock().map(|s| s.clone()), Ok(CacheState::Synced));
-                    // Once synced, keep answering from the last known state while the watch
-                    // recovers; before that, say why the labels are unknown.
-                    if !synced {
-                        self.set_state(CacheState::Syncing(format!(
-                            "the Kubernetes API cannot be read: {e}"
-                        )));
-                    }
-                }
-            }
-        }
-    }
-}
-
-impl NamespaceLabels for NamespaceCache {
-    fn label(&self, namespace: &str, key: &str) -> Result<Option<String>, String> {
-        match self.state.lock().map(|s| s.clone()) {
-            Ok(CacheState::Synced) => {}
-            Ok(CacheState::Syncing(why)) => return Err(why),
-            Ok(CacheState::NotStarted) => {
-                return Err("the Namespace watch has not started".to_owned());
-            }
-            Err(_) => return Err("the namespace cache is unavailable".to_owned()),
-        }
-        let store = self
-            .store
-            .lock()
-            .ok()
-            .and_then(|s| s.clone())
-            .ok_or_else(|| "the namespace cache is unavailable".to_owned())?;
-        Ok(store
-            .get(&ObjectRef::new(namespace))
-            .and_then(|ns| ns.metadata.labels.as_ref()?.get(key).cloned()))
-    }
-
-    fn watched(&self) -> bool {
-        !matches!(
-            self.state.lock().map(|s| s.clone()),
-            Ok(CacheState::NotStarted)
-        )
-    }
-}
-
-/// Shared state of the handlers.
+/// Shared state of the handlers. The policy and the template are swapped whole on reload
+/// (`ArcSwap`): readers never wait and there is no lock to poison.
 pub struct App {
-    policy: RwLock<Arc<Policy>>,
-    template: RwLock<Arc<Template>>,
+    policy: ArcSwap<Policy>,
+    template: ArcSwap<Template>,
     namespaces: NamespaceCache,
     /// The metrics.
     pub metrics: Metrics,
@@ -211,42 +68,30 @@ impl App {
     /// State with the given policy, template and namespace cache.
     pub fn new(policy: Policy, template: Template, namespaces: NamespaceCache) -> Self {
         App {
-            policy: RwLock::new(Arc::new(policy)),
-            template: RwLock::new(Arc::new(template)),
+            policy: ArcSwap::from_pointee(policy),
+            template: ArcSwap::from_pointee(template),
             namespaces,
             metrics: Metrics::new(),
         }
     }
 
     fn policy(&self) -> Arc<Policy> {
-        self.policy
-            .read()
-            .map(|p| Arc::clone(&p))
-            .unwrap_or_else(|poisoned| Arc::clone(&poisoned.into_inner()))
+        self.policy.load_full()
     }
 
     fn template(&self) -> Arc<Template> {
-        self.template
-            .read()
-            .map(|t| Arc::clone(&t))
-            .unwrap_or_else(|poisoned| Arc::clone(&poisoned.into_inner()))
+        self.template.load_full()
     }
 
     fn set_policy(&self, policy: Policy) {
         if policy.require_namespace_opt_in {
             self.namespaces.start(None);
         }
-        match self.policy.write() {
-            Ok(mut p) => *p = Arc::new(policy),
-            Err(poisoned) => *poisoned.into_inner() = Arc::new(policy),
-        }
+        self.policy.store(Arc::new(policy));
     }
 
     fn set_template(&self, template: Template) {
-        match self.template.write() {
-            Ok(mut t) => *t = Arc::new(template),
-            Err(poisoned) => *poisoned.into_inner() = Arc::new(template),
-        }
+        self.template.store(Arc::new(template));
     }
 }
 
@@ -496,15 +341,59 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
+/// Why the webhook could not start or stopped serving; each names the flag or file involved.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The policy file does not load.
+    #[error(transparent)]
+    Policy(crate::policy::PolicyError),
+    /// The injection template does not load.
+    #[error(transparent)]
+    Injection(crate::inject::TemplateError),
+    /// A TLS file does not exist.
+    #[error(
+        "{flag} {}: no such file. Make a CA and a serving certificate with \
+         `faultline-certs generate --out DIR --dns NAME` and pass \
+         --tls-cert DIR/tls.crt --tls-key DIR/tls.key",
+        path.display()
+    )]
+    MissingTlsFile {
+        /// `--tls-cert` or `--tls-key`.
+        flag: &'static str,
+        /// The missing file.
+        path: PathBuf,
+    },
+    /// The certificate and key do not load.
+    #[error("loading --tls-cert {} and --tls-key {}", cert.display(), key.display())]
+    Tls {
+        /// The certificate file.
+        cert: PathBuf,
+        /// The key file.
+        key: PathBuf,
+        /// What rustls or the file system said.
+        source: std::io::Error,
+    },
+    /// An address cannot be bound or served.
+    #[error("{flag} {addr}")]
+    Bind {
+        /// The flag naming the address.
+        flag: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
 /// Runs the webhook until SIGTERM or Ctrl-C.
-pub async fn run(config: Config) -> anyhow::Result<()> {
+pub async fn run(config: Config) -> Result<(), ServeError> {
     install_crypto_provider();
     let policy = match config.policy.as_deref() {
-        Some(path) => Policy::load(path)?,
+        Some(path) => Policy::load(path).map_err(ServeError::Policy)?,
         None => Policy::default(),
     };
     let template = match config.injection.as_deref() {
-        Some(path) => Template::load(path)?,
+        Some(path) => Template::load(path).map_err(ServeError::Injection)?,
         None => Template::default(),
     };
     for (flag, path) in [
@@ -512,22 +401,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         ("--tls-key", &config.tls_key),
     ] {
         if !path.exists() {
-            anyhow::bail!(
-                "{flag} {}: no such file. Make a CA and a serving certificate with \
-                 `faultline-certs generate --out DIR --dns NAME` and pass \
-                 --tls-cert DIR/tls.crt --tls-key DIR/tls.key",
-                path.display()
-            );
+            return Err(ServeError::MissingTlsFile {
+                flag,
+                path: path.clone(),
+            });
         }
     }
     let tls = RustlsConfig::from_pem_file(&config.tls_cert, &config.tls_key)
         .await
-        .with_context(|| {
-            format!(
-                "loading --tls-cert {} and --tls-key {}",
-                config.tls_cert.display(),
-                config.tls_key.display()
-            )
+        .map_err(|source| ServeError::Tls {
+            cert: config.tls_cert.clone(),
+            key: config.tls_key.clone(),
+            source,
         })?;
     let app = Arc::new(App::new(
         Policy::default(),
@@ -539,7 +424,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let handle: Handle<SocketAddr> = Handle::new();
     let metrics_listener = tokio::net::TcpListener::bind(config.metrics_listen)
         .await
-        .with_context(|| format!("binding --metrics-listen {}", config.metrics_listen))?;
+        .map_err(|source| ServeError::Bind {
+            flag: "--metrics-listen",
+            addr: config.metrics_listen,
+            source,
+        })?;
     let metrics_app = metrics_router(Arc::clone(&app));
     tokio::spawn(async move {
         if let Err(e) = axum::serve(metrics_listener, metrics_app).await {
@@ -569,7 +458,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     server
         .serve(router(app).into_make_service())
         .await
-        .with_context(|| format!("serving on --listen {}", config.listen))?;
+        .map_err(|source| ServeError::Bind {
+            flag: "--listen",
+            addr: config.listen,
+            source,
+        })?;
     Ok(())
 }
 

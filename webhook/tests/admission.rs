@@ -421,3 +421,17 @@ fn default_never_overrides_user_values() {
     let (verdict, _) = default(chaos);
     assert_eq!(verdict.outcome, Outcome::Allowed, "nothing to fill");
 }
+
+/// Every rule the webhook applies itself is documented, under its metric name.
+#[test]
+fn every_webhook_rule_is_documented() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/webhook.md"))
+        .expect("docs/webhook.md");
+    for rule in faultline_webhook::admission::WebhookRule::ALL {
+        assert!(
+            doc.contains(&format!("`{}`", rule.name())),
+            "docs/webhook.md does not name `{}`",
+            rule.name()
+        );
+    }
+}

@@ -579,6 +579,26 @@ fn a_bad_policy_file_stops_the_start_naming_file_and_field() {
         "{stderr}"
     );
     assert!(!stderr.to_lowercase().contains("backtrace"), "{stderr}");
+
+    // A file that cannot be read: the file and the OS's reason, each once.
+    let output = Command::new(env!("CARGO_BIN_EXE_faultline-webhook"))
+        .args(["serve", "--policy", "/nonexistent/policy.yaml"])
+        .args(["--listen", &free_port().to_string()])
+        .args(["--metrics-listen", &free_port().to_string()])
+        .output()
+        .expect("run");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        stderr.matches("/nonexistent/policy.yaml").count(),
+        1,
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.matches("No such file or directory").count(),
+        1,
+        "{stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
