@@ -19,6 +19,8 @@ use std::process::{Command, ExitCode};
 
 use xtask::cluster;
 
+mod checks;
+
 /// A system tool the suite or the build needs, and the Debian package that brings it.
 struct SystemTool {
     binary: &'static str,
@@ -306,6 +308,7 @@ fn test(extra: &[String]) -> Result<(), String> {
         "warnings",
     ]);
     run(clippy, "cargo clippy --workspace --all-targets -D warnings")?;
+    checks::run(&root(), cargo())?;
     // The workspace suite runs last, so its summary is the run's closing line; every step runs
     // even when an earlier one failed, and the failures are listed at the end.
     let mut failures = Vec::new();
