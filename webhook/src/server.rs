@@ -143,36 +143,28 @@ fn admit(
     let verdict = decide(&review);
     let request = &review.request;
     let namespace = request.namespace.as_deref().unwrap_or("");
-    // One line per admission at info, so what the webhook did to an object can be traced.
-    match verdict.outcome {
-        crate::Outcome::Denied => tracing::info!(
-            endpoint,
-            uid = %request.uid,
-            kind = %verdict.kind,
-            namespace,
-            name = %request.name,
-            message = %verdict.response.result.message,
-            "denied"
-        ),
-        crate::Outcome::Patched => tracing::info!(
-            endpoint,
-            uid = %request.uid,
-            kind = %verdict.kind,
-            namespace,
-            name = %request.name,
-            volumes = verdict.injected_volumes,
-            "patched"
-        ),
-        crate::Outcome::Allowed => tracing::info!(
-            endpoint,
-            uid = %request.uid,
-            kind = %verdict.kind,
-            namespace,
-            name = %request.name,
-            warnings = ?verdict.response.warnings.as_deref().unwrap_or_default(),
-            "allowed"
-        ),
-    }
+    // One line per admission at info, so what the webhook did to an object can be traced:
+    // the denial's message, the number of injected volumes, or the warnings of an allowance.
+    let detail = match verdict.outcome {
+        crate::Outcome::Denied => verdict.response.result.message.clone(),
+        crate::Outcome::Patched => format!("{} volume(s) injected", verdict.injected_volumes),
+        crate::Outcome::Allowed => verdict
+            .response
+            .warnings
+            .as_deref()
+            .unwrap_or_default()
+            .join("; "),
+    };
+    tracing::info!(
+        endpoint,
+        uid = %request.uid,
+        kind = %verdict.kind,
+        namespace,
+        name = %request.name,
+        detail,
+        "{}",
+        verdict.outcome.as_str()
+    );
     app.metrics.observe(endpoint, &verdict, start.elapsed());
     json(StatusCode::OK, review::encode(verdict.response))
 }
