@@ -22,6 +22,7 @@ mod build;
 mod plane;
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::Instant;
 
 pub use build::{
@@ -56,7 +57,8 @@ pub const HELP: &str = "usage: cargo xtask cluster <build|up|down|env> [--dir DI
      build   go build the three binaries into ~/.cache/faultline/cluster/<version>-<go.sum hash>\n          \
      (or $FAULTLINE_CLUSTER_CACHE); nothing to do when they are there\n  \
      up      build if needed, start etcd and kube-apiserver on free 127.0.0.1 ports, wait for\n          \
-     /readyz, write DIR/kubeconfig (admin in system:masters) and print `export KUBECONFIG=...`\n  \
+     /readyz, write DIR/kubeconfig (admin in system:masters), apply manifests/crds/ and print\n          \
+     the exports (KUBECONFIG, FAULTLINE_CLUSTER, PATH with the built kubectl first)\n  \
      down    stop exactly the processes `up` started (PIDs from DIR/state) and remove DIR\n  \
      env     print the exports for the control plane in DIR: eval \"$(cargo xtask cluster env)\"\n\n\
      DIR defaults to target/faultline-cluster.";
@@ -99,13 +101,44 @@ pub fn parse(args: &[String], default_dir: &Path) -> Result<Task, String> {
     }
 }
 
-/// The exports that point kubectl, kube clients and the e2e harness at the control plane.
+/// The exports that point kubectl, kube clients and the e2e harness at the control plane, and
+/// put the built binaries (kubectl) first on `PATH`.
 pub fn exports(dir: &Path, state: &State) -> String {
-    format!(
+    let mut text = format!(
         "export KUBECONFIG={}\nexport FAULTLINE_CLUSTER={}\n",
         state.kubeconfig.display(),
         dir.display()
-    )
+    );
+    if let Some(bin) = state.processes.first().and_then(|(_, b)| b.parent()) {
+        text.push_str(&format!("export PATH=\"{}:$PATH\"\n", bin.display()));
+    }
+    text
+}
+
+/// `kubectl apply` of `manifests/crds/`, then waits until they are established.
+fn apply_crds(root: &Path, tools: &Tools, kubeconfig: &Path) -> Result<(), String> {
+    let crds = root.join("manifests/crds");
+    for args in [
+        vec!["apply", "-f"],
+        vec!["wait", "--for=condition=Established", "--timeout=60s", "-f"],
+    ] {
+        let out = Command::new(&tools.kubectl)
+            .arg("--kubeconfig")
+            .arg(kubeconfig)
+            .args(&args)
+            .arg(&crds)
+            .output()
+            .map_err(|e| format!("{}: {e}", tools.kubectl.display()))?;
+        if !out.status.success() {
+            return Err(format!(
+                "kubectl {} {}: {}",
+                args.join(" "),
+                crds.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Runs a parsed task from the checkout at `root`.
@@ -132,7 +165,11 @@ pub fn run(root: &Path, task: Task) -> Result<(), String> {
                 dir.display()
             );
             let started = Instant::now();
-            let plane = start(&tools, &dir, &|pki| pki_with_cli(root, pki))?;
+            let mut plane = start(&tools, &dir, &|pki| pki_with_cli(root, pki))?;
+            if let Err(why) = apply_crds(root, &tools, &plane.kubeconfig) {
+                let _ = stop(&mut plane);
+                return Err(format!("the CRDs of manifests/crds: {why}"));
+            }
             println!(
                 "xtask: kube-apiserver {} ready in {:.1} s (logs in {}); stop it with \
                  `cargo xtask cluster down`",
@@ -178,6 +215,21 @@ mod tests {
     fn args(text: &str) -> Vec<String> {
         text.split_whitespace().map(str::to_owned).collect()
     }
+    #[test]
+    fn exports_name_the_kubeconfig_the_dir_and_the_binaries() {
+        let state = State {
+            server: "https://127.0.0.1:1".into(),
+            kubeconfig: "/d/kubeconfig".into(),
+            etcd_data: "/e".into(),
+            processes: vec![(1, "/c/bin/etcd".into())],
+        };
+        assert_eq!(
+            exports(Path::new("/d"), &state),
+            "export KUBECONFIG=/d/kubeconfig\nexport FAULTLINE_CLUSTER=/d\n\
+             export PATH=\"/c/bin:$PATH\"\n"
+        );
+    }
+
     #[test]
     fn cluster_arguments_are_checked_before_anything_runs() {
         let default = Path::new("/t/faultline-cluster");
