@@ -592,7 +592,7 @@ impl PassthroughFs {
             next_fh: AtomicU64::new(1),
             rules,
             metrics,
-            delays: Delays::new(shutdown.clone())?,
+            delays: Delays::new(&shutdown)?,
             shutdown,
             notifier: OnceLock::new(),
             opts,

@@ -115,8 +115,18 @@ fn ready_and_metrics_endpoints() {
     let _ = std::fs::File::open(sc.m("f"));
     let (code, body) = common::http_get(sc.addr, "/ready").unwrap();
     assert_eq!((code, body.trim()), (200, "ready"));
-    let (code, metrics) = common::http_get(sc.addr, "/metrics").unwrap();
-    assert_eq!(code, 200);
+    // An op is counted just after its reply is sent: the app may be back before that.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let metrics = loop {
+        let (code, metrics) = common::http_get(sc.addr, "/metrics").unwrap();
+        assert_eq!(code, 200);
+        if metrics.contains("faultline_sidecar_op_injected_errors_total{op=\"open\"} 1")
+            || std::time::Instant::now() > deadline
+        {
+            break metrics;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
     for needle in [
         "faultline_sidecar_ops_total{op=\"open\"}",
         "faultline_sidecar_op_injected_errors_total{op=\"open\"} 1",
