@@ -106,8 +106,14 @@ fn acquire() -> Result<Cluster, String> {
         return Err(reason);
     }
     if let Some(dir) = std::env::var_os("FAULTLINE_CLUSTER").map(PathBuf::from) {
-        let state = State::load(&dir)
-            .map_err(|e| format!("FAULTLINE_CLUSTER={}: {e} (is it up?)", dir.display()))?;
+        if !cluster::is_up(&dir) {
+            return Err(format!(
+                "FAULTLINE_CLUSTER={}: no control plane is up there (cargo xtask cluster up)",
+                dir.display()
+            ));
+        }
+        let state =
+            State::load(&dir).map_err(|e| format!("FAULTLINE_CLUSTER={}: {e}", dir.display()))?;
         return Ok(Cluster {
             dir,
             kubeconfig: state.kubeconfig,
