@@ -20,6 +20,7 @@
 
 mod build;
 mod plane;
+mod watchdog;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -30,9 +31,10 @@ pub use build::{
     module_dir, version_ldflags,
 };
 pub use plane::{
-    ADMIN_GROUP, ADMIN_USER, ControlPlane, PKI_FILES, Pki, STATE_FILE, State, Watchdog, down,
-    free_port, is_up, kubeconfig_text, pki_with_cli, start, stop, watchdog,
+    ADMIN_GROUP, ADMIN_USER, ControlPlane, PKI_FILES, Pki, STATE_FILE, State, down, free_port,
+    is_up, kubeconfig_text, pki_with_cli, start, stop,
 };
+pub use watchdog::{Watchdog, watchdog};
 
 /// `cargo xtask cluster …`, parsed.
 #[derive(Debug, PartialEq, Eq)]

@@ -4,11 +4,10 @@
 use std::env;
 use std::fmt::Write as _;
 use std::fs;
-use std::io::Write as _;
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -321,7 +320,7 @@ fn wait_ready(plane: &ControlPlane, tools: &Tools, timeout: Duration) -> Result<
     }
 }
 
-fn pids(plane: &ControlPlane) -> Vec<u32> {
+pub(super) fn pids(plane: &ControlPlane) -> Vec<u32> {
     plane.processes.iter().map(Child::id).collect()
 }
 
@@ -525,55 +524,6 @@ pub fn down(dir: &Path) -> Result<Vec<String>, String> {
     }
     remove_dirs(dir, &state.etcd_data)?;
     Ok(stopped)
-}
-
-/// A process that outlives the one that starts it only to clean up after it: it holds the read
-/// end of a pipe whose write end this process keeps; when this process dies in any way (even
-/// SIGKILL), the pipe closes and the watchdog stops the control plane's processes and removes
-/// its directories. [`Watchdog::disarm`] after a clean [`stop`] lets it exit without touching
-/// anything.
-#[derive(Debug)]
-pub struct Watchdog {
-    stdin: Option<ChildStdin>,
-    child: Child,
-}
-
-/// Starts the watchdog of `plane` (see [`Watchdog`]).
-pub fn watchdog(plane: &ControlPlane) -> Result<Watchdog, String> {
-    // Terminal signals are ignored: it must outlive a Ctrl-C of the test run to clean up.
-    let script = r#"trap '' INT HUP TERM
-read line
-[ "$line" = done ] && exit 0
-shift 2
-for pid in "$@"; do kill -KILL "$pid" 2>/dev/null; done
-for pid in "$@"; do while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done; done
-rm -rf "$dir" "$etcd""#;
-    let mut cmd = Command::new("sh");
-    cmd.arg("-c")
-        .arg(format!("dir=\"$1\" etcd=\"$2\"; {script}"))
-        .arg("faultline-watchdog")
-        .arg(&plane.dir)
-        .arg(&plane.etcd_data)
-        .args(pids(plane).iter().map(u32::to_string))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0);
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| format!("cannot start the control plane's watchdog: {e}"))?;
-    let stdin = child.stdin.take();
-    Ok(Watchdog { stdin, child })
-}
-
-impl Watchdog {
-    /// Tells the watchdog that the control plane is already stopped, and waits for it to exit.
-    pub fn disarm(mut self) {
-        if let Some(mut stdin) = self.stdin.take() {
-            let _ = stdin.write_all(b"done\n");
-        }
-        let _ = self.child.wait();
-    }
 }
 
 #[cfg(test)]
