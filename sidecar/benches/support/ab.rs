@@ -66,7 +66,7 @@ fn fio_delayed(dir: &Path, secs: u64) -> (f64, f64) {
     (iops, lat_ms)
 }
 
-fn one(bin: &Path, src: &Path, mnt: &Path, secs: u64, files: u64) -> Figures {
+fn one(bin: &Path, src: &Path, mnt: &Path, secs: u64, files: u64, tag: &str) -> Figures {
     let sc = Sidecar::start_bin(bin, src, mnt);
     let pid = sc.child.id();
     let r = rpc(
@@ -91,7 +91,9 @@ fn one(bin: &Path, src: &Path, mnt: &Path, secs: u64, files: u64) -> Figures {
     stop.store(true, Ordering::Relaxed);
     let _ = sampler.join();
     rpc(sc.addr, "rules.clear", json!({}));
-    let meta = metadata(mnt, files);
+    // A fresh directory each time: an ext4 directory that once held thousands of entries stays
+    // large, and the first run in a new one would be measured faster than the rest.
+    let meta = metadata(&mnt.join(tag), files);
     Figures {
         iops,
         lat_ms,
@@ -123,7 +125,8 @@ pub(super) fn run(baseline: &Path, work: &Path, rounds: usize, secs: u64, files:
             [(current, true), (baseline, false)]
         };
         for (bin, is_after) in order {
-            let f = one(bin, &src, &mnt, secs, files);
+            let tag = format!("meta-{round}-{is_after}");
+            let f = one(bin, &src, &mnt, secs, files, &tag);
             eprintln!(
                 "latency A/B round {round} {:<6}: {:>7.0} IOPS, mean {:.2} ms, threads idle {} peak {}, metadata {:>6.0} op/s",
                 if is_after { "after" } else { "before" },
