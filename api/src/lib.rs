@@ -22,6 +22,7 @@
 
 pub mod duration;
 pub mod iorule;
+pub mod report;
 pub mod rpc;
 pub mod validate;
 

@@ -125,11 +125,17 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         // Once on stderr: as a log record for collectors of JSON logs, else as plain words.
         Err(err) if matches!(cli.log_format, LogFormat::Json) => {
-            tracing::error!(error = format!("{err:#}"), "faultline-sidecar failed");
+            tracing::error!(
+                error = faultline_api::report::error_text(err.as_ref()),
+                "faultline-sidecar failed"
+            );
             ExitCode::FAILURE
         }
         Err(err) => {
-            eprintln!("faultline-sidecar: {err:#}");
+            eprintln!(
+                "faultline-sidecar: {}",
+                faultline_api::report::error_text(err.as_ref())
+            );
             ExitCode::FAILURE
         }
     }

@@ -191,3 +191,25 @@ fn help_and_an_unreachable_sidecar() {
     );
     assert_eq!(err.lines().count(), 1, "{err}");
 }
+
+/// A start-up error names what is wrong once, with the OS's reason once, and no backtrace.
+#[test]
+fn a_start_error_is_printed_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(common::bin())
+        .args(["--source", "/nonexistent/faultline-src", "--mountpoint"])
+        .arg(dir.path())
+        .args(["--rpc-listen", &common::free_port().to_string()])
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .expect("run faultline-sidecar");
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert_eq!(
+        err.matches("/nonexistent/faultline-src").count(),
+        1,
+        "{err}"
+    );
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+    assert!(!err.to_lowercase().contains("backtrace"), "{err}");
+}

@@ -107,21 +107,8 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             // Once, with its causes, and no backtrace: a start-up error is the user's to fix.
-            eprintln!("error: {}", error_text(&err));
+            eprintln!("error: {}", faultline_api::report::error_text(err.as_ref()));
             ExitCode::FAILURE
         }
     }
-}
-
-/// The error and its causes, each once: library errors already name their cause in their own
-/// text, so a cause the message holds is not repeated.
-fn error_text(err: &anyhow::Error) -> String {
-    err.chain().skip(1).fold(err.to_string(), |text, cause| {
-        let cause = cause.to_string();
-        if text.contains(&cause) {
-            text
-        } else {
-            format!("{text}: {cause}")
-        }
-    })
 }
