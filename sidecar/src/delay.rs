@@ -19,7 +19,9 @@
 
 use std::collections::{BinaryHeap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Condvar, Mutex, Weak};
+
+use crate::sync::lock;
 use std::time::{Duration, Instant};
 
 /// Threads that run delayed operations once their delay ends.
@@ -64,12 +66,6 @@ impl Shutdown {
             wakers.push(wake);
         }
     }
-}
-
-/// One lock-poisoning policy: the data behind these locks stays consistent across a panic (a
-/// job's panic is caught outside the lock), so a poisoned lock is used as is.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 type Job = Box<dyn FnOnce(bool) + Send>;

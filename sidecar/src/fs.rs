@@ -14,6 +14,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
+
+use crate::sync::{lock, read, write};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use fuser::{
@@ -72,29 +74,20 @@ impl Handles {
     }
 
     fn get(&self, fh: u64) -> Result<Arc<Handle>, Errno> {
-        let shard = self.shard(fh).read().map_err(|_| Errno::EIO)?;
-        shard.get(&fh).cloned().ok_or(Errno::EBADF)
+        read(self.shard(fh)).get(&fh).cloned().ok_or(Errno::EBADF)
     }
 
     fn insert(&self, fh: u64, h: Arc<Handle>) -> Result<(), Errno> {
-        self.shard(fh)
-            .write()
-            .map_err(|_| Errno::EIO)?
-            .insert(fh, h);
+        write(self.shard(fh)).insert(fh, h);
         Ok(())
     }
 
     fn remove(&self, fh: u64) {
-        if let Ok(mut shard) = self.shard(fh).write() {
-            shard.remove(&fh);
-        }
+        write(self.shard(fh)).remove(&fh);
     }
 
     fn len(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| s.read().map(|s| s.len()).unwrap_or(0))
-            .sum()
+        self.shards.iter().map(|s| read(s).len()).sum()
     }
 }
 
@@ -483,7 +476,7 @@ impl Inner {
     ) -> Result<(Arc<Handle>, Vec<sys::DirEntry>), Errno> {
         let h = self.handle(fh)?;
         let entries = {
-            let _g = h.dir.lock().map_err(|_| Errno::EIO)?;
+            let _g = lock(&h.dir);
             let mut buf = vec![0u8; 32 * 1024];
             sys::getdents(h.fd.as_fd(), offset as i64, &mut buf)?
         };

@@ -15,6 +15,8 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
+use crate::sync::{lock, read, write};
+
 use fuser::Errno;
 
 pub(crate) const ROOT: u64 = 1;
@@ -63,14 +65,12 @@ impl Inode {
     }
 
     pub(crate) fn location(&self) -> Option<Location> {
-        self.location.lock().ok().and_then(|l| l.clone())
+        lock(&self.location).clone()
     }
 
     /// Records where the inode was seen; returns whether that changed.
     pub(crate) fn set_location(&self, parent: u64, name: &OsStr) -> bool {
-        let Ok(mut l) = self.location.lock() else {
-            return false;
-        };
+        let mut l = lock(&self.location);
         match l.as_mut() {
             Some(loc) if loc.parent == parent && loc.name == name => false,
             _ => {
@@ -130,8 +130,8 @@ impl InodeTable {
     }
 
     pub(crate) fn get(&self, id: u64) -> Result<Arc<Inode>, Errno> {
-        let maps = self.maps.read().map_err(|_| Errno::EIO)?;
-        maps.by_id
+        read(&self.maps)
+            .by_id
             .get(&id)
             .map(|e| e.inode.clone())
             .ok_or(Errno::ESTALE)
@@ -139,7 +139,7 @@ impl InodeTable {
 
     /// The node id already assigned to a source inode, if the kernel knows it.
     pub(crate) fn id_of(&self, key: (u64, u64)) -> Option<u64> {
-        self.maps.read().ok()?.by_key.get(&key).copied()
+        read(&self.maps).by_key.get(&key).copied()
     }
 
     /// Records one kernel lookup of the source inode `st` (reached as `parent`/`name`), reusing
@@ -152,7 +152,7 @@ impl InodeTable {
         name: &OsStr,
     ) -> Result<Arc<Inode>, Errno> {
         let key = (st.st_dev, st.st_ino);
-        let mut maps = self.maps.write().map_err(|_| Errno::EIO)?;
+        let mut maps = write(&self.maps);
         if let Some(id) = maps.by_key.get(&key).copied()
             && let Some(entry) = maps.by_id.get_mut(&id)
         {
@@ -206,9 +206,7 @@ impl InodeTable {
         if id == ROOT {
             return;
         }
-        let Ok(mut maps) = self.maps.write() else {
-            return;
-        };
+        let mut maps = write(&self.maps);
         let remove = match maps.by_id.get_mut(&id) {
             Some(entry) => {
                 entry.nlookup = entry.nlookup.saturating_sub(n);
@@ -225,19 +223,20 @@ impl InodeTable {
     /// Lookup count of a node.
     #[cfg(test)]
     fn nlookup(&self, id: u64) -> Option<u64> {
-        self.maps.read().ok()?.by_id.get(&id).map(|e| e.nlookup)
+        read(&self.maps).by_id.get(&id).map(|e| e.nlookup)
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.maps.read().map(|m| m.by_id.len()).unwrap_or(0)
+        read(&self.maps).by_id.len()
     }
 
     /// All live inodes (for cache invalidation when rules change).
     pub(crate) fn snapshot(&self) -> Vec<Arc<Inode>> {
-        self.maps
-            .read()
-            .map(|m| m.by_id.values().map(|e| e.inode.clone()).collect())
-            .unwrap_or_default()
+        read(&self.maps)
+            .by_id
+            .values()
+            .map(|e| e.inode.clone())
+            .collect()
     }
 
     /// Moves an inode (rename): updates its location (its cached path and its descendants'
@@ -257,7 +256,7 @@ impl InodeTable {
     /// walks up the ancestors' caches (no string is built, no lock but each inode's own), so
     /// only a change on the way to the root makes a path be built again.
     pub(crate) fn path_arc(&self, id: u64) -> Option<Arc<str>> {
-        let maps = self.maps.read().ok()?;
+        let maps = read(&self.maps);
         self.path_in(&maps, id, 0)
     }
 
@@ -270,13 +269,10 @@ impl InodeTable {
         }
         let inode = &maps.by_id.get(&id)?.inode;
         let moves = inode.moves.load(Ordering::Acquire);
-        let cached_parent = match inode.path_cache.lock() {
-            Ok(cache) => cache
-                .as_ref()
-                .filter(|c| c.moves == moves)
-                .map(|c| (c.parent, c.parent_path.clone(), c.path.clone())),
-            Err(_) => None,
-        };
+        let cached_parent = lock(&inode.path_cache)
+            .as_ref()
+            .filter(|c| c.moves == moves)
+            .map(|c| (c.parent, c.parent_path.clone(), c.path.clone()));
         if let Some((parent, parent_path, path)) = cached_parent {
             let now = self.path_in(maps, parent, depth + 1)?;
             if Arc::ptr_eq(&now, &parent_path) {
@@ -291,14 +287,12 @@ impl InodeTable {
         } else {
             Arc::from(format!("{parent_path}/{name}"))
         };
-        if let Ok(mut cache) = inode.path_cache.lock() {
-            *cache = Some(CachedPath {
-                moves,
-                parent: loc.parent,
-                parent_path,
-                path: path.clone(),
-            });
-        }
+        *lock(&inode.path_cache) = Some(CachedPath {
+            moves,
+            parent: loc.parent,
+            parent_path,
+            path: path.clone(),
+        });
         Some(path)
     }
 

@@ -54,6 +54,7 @@ pub(crate) mod metrics;
 pub(crate) mod mount;
 pub mod rpc;
 pub(crate) mod rules;
+pub(crate) mod sync;
 pub(crate) mod sys;
 
 use std::net::SocketAddr;

@@ -10,6 +10,8 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
+
+use crate::sync::{lock, read, write};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -165,9 +167,7 @@ impl RuleStore {
     }
 
     pub(crate) fn set_hook(&self, hook: ChangeHook) {
-        if let Ok(mut h) = self.hook.write() {
-            *h = Some(hook);
-        }
+        *write(&self.hook) = Some(hook);
     }
 
     pub(crate) fn generation(&self) -> u64 {
@@ -361,15 +361,11 @@ impl RuleStore {
         self.current.store(snap.clone());
         self.metrics.rules.set(snap.rules.len() as i64);
         self.metrics.generation.set(generation as i64);
-        if let Ok(hook) = self.hook.read()
-            && let Some(hook) = hook.as_ref()
-        {
+        if let Some(hook) = read(&self.hook).as_ref() {
             hook(&snap, &fresh);
         }
-        let (lock, cv) = &self.reaper;
-        if let Ok(mut g) = lock.lock() {
-            g.0 = generation;
-        }
+        let (reaper, cv) = &self.reaper;
+        lock(reaper).0 = generation;
         cv.notify_all();
         tracing::info!(
             generation,
@@ -382,7 +378,7 @@ impl RuleStore {
 
     /// `rules.set`: atomic replace.
     pub(crate) fn set(&self, specs: Vec<IoRule>) -> Result<u64, RuleError> {
-        let _w = self.write.lock().unwrap_or_else(|e| e.into_inner());
+        let _w = lock(&self.write);
         let existing = self.current.load_full();
         let rules = self.compile(specs, |i| format!("rules[{i}]"), &existing.rules)?;
         Ok(self.swap(rules, Removal::Replaced))
@@ -390,7 +386,7 @@ impl RuleStore {
 
     /// `rules.add`: appends one rule; returns (id, generation).
     pub(crate) fn add(&self, spec: IoRule) -> Result<(String, u64), RuleError> {
-        let _w = self.write.lock().unwrap_or_else(|e| e.into_inner());
+        let _w = lock(&self.write);
         let existing = self.current.load_full();
         if let Some(id) = &spec.id
             && existing.rules.iter().any(|r| &r.id == id)
@@ -417,7 +413,7 @@ impl RuleStore {
 
     /// `rules.remove`.
     pub(crate) fn remove(&self, id: &str) -> Result<u64, RuleError> {
-        let _w = self.write.lock().unwrap_or_else(|e| e.into_inner());
+        let _w = lock(&self.write);
         let existing = self.current.load_full();
         if !existing.rules.iter().any(|r| r.id == id) {
             return Err(RuleError::NotFound {
@@ -436,7 +432,7 @@ impl RuleStore {
 
     /// `rules.clear`.
     pub(crate) fn clear(&self) -> u64 {
-        let _w = self.write.lock().unwrap_or_else(|e| e.into_inner());
+        let _w = lock(&self.write);
         self.swap(Vec::new(), Removal::Cleared)
     }
 
@@ -462,7 +458,7 @@ impl RuleStore {
 
     /// Removes expired rules now; returns the new generation if anything expired.
     pub(crate) fn expire(&self) -> Option<u64> {
-        let _w = self.write.lock().unwrap_or_else(|e| e.into_inner());
+        let _w = lock(&self.write);
         let existing = self.current.load_full();
         let now = Instant::now();
         if !existing.rules.iter().any(|r| r.expired(now)) {
@@ -491,8 +487,8 @@ impl RuleStore {
                         .iter()
                         .filter_map(|r| r.expires_at)
                         .min();
-                    let (lock, cv) = &store.reaper;
-                    let Ok(guard) = lock.lock() else { return };
+                    let (reaper, cv) = &store.reaper;
+                    let guard = lock(reaper);
                     if guard.1 {
                         return;
                     }
@@ -500,11 +496,9 @@ impl RuleStore {
                     let wait = next.map_or(Duration::from_secs(3600), |t| {
                         t.saturating_duration_since(Instant::now())
                     });
-                    let Ok((guard, _)) =
-                        cv.wait_timeout_while(guard, wait, |g| g.0 == seen && !g.1)
-                    else {
-                        return;
-                    };
+                    let (guard, _) = cv
+                        .wait_timeout_while(guard, wait, |g| g.0 == seen && !g.1)
+                        .unwrap_or_else(|e| e.into_inner());
                     if guard.1 {
                         return;
                     }
@@ -515,10 +509,8 @@ impl RuleStore {
     }
 
     pub(crate) fn stop_reaper(&self) {
-        let (lock, cv) = &self.reaper;
-        if let Ok(mut g) = lock.lock() {
-            g.1 = true;
-        }
+        let (reaper, cv) = &self.reaper;
+        lock(reaper).1 = true;
         cv.notify_all();
     }
 }
