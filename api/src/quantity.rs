@@ -47,33 +47,73 @@ const RATE_UNITS: &[(&str, u128)] = &[
     ("tibps", 8 << 40),
 ];
 
-/// Parses a tc rate into bytes per second. Errors are the reason, for [`crate::validate::Rule::InvalidRate`].
-pub fn parse_rate(input: &str) -> Result<u64, String> {
+/// Why a rate or a memory size does not parse; its text is the reason in
+/// [`crate::validate::Rule::InvalidRate`] and [`crate::validate::Rule::InvalidSize`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QuantityError {
+    /// No leading number.
+    #[error("must start with a number{example}")]
+    NoNumber {
+        /// An example of the form, or nothing.
+        example: &'static str,
+    },
+    /// The number is not a decimal.
+    #[error("the number is malformed")]
+    Malformed,
+    /// A rate without a unit.
+    #[error("needs a unit: bit, kbit, mbit, gbit (bits/s) or bps, kbps, mbps, gbps (bytes/s)")]
+    NoRateUnit,
+    /// A unit that is not one of `known`.
+    #[error("unknown unit `{unit}` ({known})")]
+    UnknownUnit {
+        /// The unit as written.
+        unit: String,
+        /// The units there are.
+        known: &'static str,
+    },
+    /// More than fits in 64 bits.
+    #[error("is too large")]
+    TooLarge,
+    /// A rate that rounds to zero bytes per second.
+    #[error("is below one byte per second")]
+    BelowOneByte,
+    /// A memory percentage outside 1..=100.
+    #[error("a percentage must be a whole number from 1 to 100")]
+    Percent,
+    /// A memory size below what a stress-ng vm worker accepts.
+    #[error("must be at least {MIN_MEMORY_BYTES} bytes")]
+    TooSmall,
+}
+
+/// Parses a tc rate into bytes per second.
+pub fn parse_rate(input: &str) -> Result<u64, QuantityError> {
     let s = input.trim();
     let (number, unit) = split_number(s);
     if number.is_empty() {
-        return Err("must start with a number, e.g. `10mbit`".into());
+        return Err(QuantityError::NoNumber {
+            example: ", e.g. `10mbit`",
+        });
     }
-    let (mantissa, decimals) = parse_decimal(number).ok_or("the number is malformed")?;
+    let (mantissa, decimals) = parse_decimal(number).ok_or(QuantityError::Malformed)?;
     if unit.is_empty() {
-        return Err(
-            "needs a unit: bit, kbit, mbit, gbit (bits/s) or bps, kbps, mbps, gbps (bytes/s)"
-                .into(),
-        );
+        return Err(QuantityError::NoRateUnit);
     }
     let lower = unit.to_ascii_lowercase();
     let bits = RATE_UNITS
         .iter()
         .find(|(name, _)| *name == lower)
         .map(|(_, bits)| *bits)
-        .ok_or_else(|| format!("unknown unit `{unit}` (bit, kbit, mbit, gbit, tbit, bps, kbps, mbps, gbps, tbps, or IEC kibit, mibps, ...)"))?;
+        .ok_or_else(|| QuantityError::UnknownUnit {
+            unit: unit.to_owned(),
+            known: "bit, kbit, mbit, gbit, tbit, bps, kbps, mbps, gbps, tbps, or IEC kibit, mibps, ...",
+        })?;
     let bytes = mantissa
         .checked_mul(bits)
         .map(|b| b / 10u128.pow(decimals) / 8)
         .and_then(|b| u64::try_from(b).ok())
-        .ok_or("is too large")?;
+        .ok_or(QuantityError::TooLarge)?;
     if bytes == 0 {
-        return Err("is below one byte per second".into());
+        return Err(QuantityError::BelowOneByte);
     }
     Ok(bytes)
 }
@@ -110,32 +150,35 @@ const SIZE_UNITS: &[(&str, u128)] = &[
 pub const MIN_MEMORY_BYTES: u64 = 4096;
 
 /// Parses `256MB` (SI, as Chaos Mesh's go-units), `1GiB` (IEC), `1024` (bytes) or `50%`.
-pub fn parse_memory_size(input: &str) -> Result<MemorySize, String> {
+pub fn parse_memory_size(input: &str) -> Result<MemorySize, QuantityError> {
     let s = input.trim();
     if let Some(percent) = s.strip_suffix('%') {
         return match percent.trim().parse::<u32>() {
             Ok(p) if (1..=100).contains(&p) => Ok(MemorySize::Percent(p)),
-            _ => Err("a percentage must be a whole number from 1 to 100".into()),
+            _ => Err(QuantityError::Percent),
         };
     }
     let (number, unit) = split_number(s);
     if number.is_empty() {
-        return Err("must start with a number".into());
+        return Err(QuantityError::NoNumber { example: "" });
     }
-    let (mantissa, decimals) = parse_decimal(number).ok_or("the number is malformed")?;
+    let (mantissa, decimals) = parse_decimal(number).ok_or(QuantityError::Malformed)?;
     let lower = unit.to_ascii_lowercase();
     let scale = SIZE_UNITS
         .iter()
         .find(|(name, _)| *name == lower)
         .map(|(_, scale)| *scale)
-        .ok_or_else(|| format!("unknown unit `{unit}` (B, KB, MB, GB, TB, KiB, MiB, GiB, TiB)"))?;
+        .ok_or_else(|| QuantityError::UnknownUnit {
+            unit: unit.to_owned(),
+            known: "B, KB, MB, GB, TB, KiB, MiB, GiB, TiB",
+        })?;
     let bytes = mantissa
         .checked_mul(scale)
         .map(|b| b / 10u128.pow(decimals))
         .and_then(|b| u64::try_from(b).ok())
-        .ok_or("is too large")?;
+        .ok_or(QuantityError::TooLarge)?;
     if bytes < MIN_MEMORY_BYTES {
-        return Err(format!("must be at least {MIN_MEMORY_BYTES} bytes"));
+        return Err(QuantityError::TooSmall);
     }
     Ok(MemorySize::Bytes(bytes))
 }

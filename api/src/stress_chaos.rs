@@ -234,7 +234,7 @@ impl StressChaosSpec {
                             "spec.stressors.memory.size",
                             Rule::InvalidSize {
                                 value: size.clone(),
-                                reason,
+                                reason: reason.to_string(),
                             },
                         );
                     })

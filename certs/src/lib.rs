@@ -240,10 +240,7 @@ pub fn generate(opts: &GenerateOptions) -> Result<Bundle, CertError> {
     // The serving certificate.
     let mut sans = Vec::with_capacity(opts.dns.len() + opts.ips.len());
     for name in &opts.dns {
-        dns_name(name).map_err(|reason| CertError::InvalidDnsName {
-            name: name.clone(),
-            reason,
-        })?;
+        dns_name(name)?;
         let ia5 =
             name.clone()
                 .try_into()
@@ -361,7 +358,14 @@ pub fn write_bundle(bundle: &Bundle, dir: &Path) -> Result<(), CertError> {
 /// Checks that `name` is a DNS name as a certificate SAN needs it: RFC 1123 labels (letters,
 /// digits, `-`, not at a label's ends, 1–63 characters), 253 characters at most, an optional
 /// leading `*.` wildcard. An IP address is refused here: it belongs in `--ip`.
-pub fn dns_name(name: &str) -> Result<(), String> {
+pub fn dns_name(name: &str) -> Result<(), CertError> {
+    dns_name_reason(name).map_err(|reason| CertError::InvalidDnsName {
+        name: name.to_owned(),
+        reason,
+    })
+}
+
+fn dns_name_reason(name: &str) -> Result<(), String> {
     if name.parse::<IpAddr>().is_ok() {
         return Err("an IP address goes in --ip".to_owned());
     }

@@ -383,6 +383,6 @@ fn cli_generate_refuses_names_that_are_not_dns_names() {
         "*.example.com",
         "localhost",
     ] {
-        assert_eq!(faultline_certs::dns_name(name), Ok(()), "{name}");
+        assert!(faultline_certs::dns_name(name).is_ok(), "{name}");
     }
 }

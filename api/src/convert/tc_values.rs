@@ -109,7 +109,7 @@ fn rate(f: &mut Findings, path: &str, value: &str) -> Option<u64> {
                 path,
                 Rule::InvalidRate {
                     value: value.to_owned(),
-                    reason,
+                    reason: reason.to_string(),
                 },
             );
         })
