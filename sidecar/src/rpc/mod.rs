@@ -281,12 +281,31 @@ pub(crate) async fn start_metrics(
     }))
 }
 
+/// Why `faultline-sidecar probe` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    /// The sidecar answered, but is not ready (a mount is not live).
+    #[error("not ready (HTTP {status}): {body}")]
+    NotReady {
+        /// The HTTP status of `/ready`.
+        status: u16,
+        /// Its body: what is not ready.
+        body: String,
+    },
+    /// The sidecar could not be reached or did not answer HTTP.
+    #[error("{0}")]
+    Unreachable(String),
+}
+
 /// `faultline-sidecar probe`: GET /ready at `addr` (`host:port`, names resolved); Ok when 200.
-pub fn probe(addr: &str, timeout: Duration) -> Result<(), String> {
+pub fn probe(addr: &str, timeout: Duration) -> Result<(), ProbeError> {
     let client = crate::client::Client::tcp(addr, timeout);
     match client.get("/ready") {
         Ok((200, _)) => Ok(()),
-        Ok((status, body)) => Err(format!("not ready (HTTP {status}): {}", body.trim())),
-        Err(err) => Err(err.to_string()),
+        Ok((status, body)) => Err(ProbeError::NotReady {
+            status,
+            body: body.trim().to_owned(),
+        }),
+        Err(err) => Err(ProbeError::Unreachable(err.to_string())),
     }
 }
