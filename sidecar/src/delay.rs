@@ -125,7 +125,10 @@ impl Shared {
     /// worker exists and none could be started (the caller then runs it itself).
     fn dispatch(self: &Arc<Self>, st: &mut State, job: Job, cut: bool) -> Option<(Job, bool)> {
         st.ready.push_back((job, cut));
-        if st.idle == 0 && st.workers < WORKERS {
+        // `idle` only drops when a woken worker takes the lock again, and the timer may queue a
+        // burst while holding it: compare with the queue, so a burst of N expired delays gets
+        // up to N workers instead of running one after another on the few that were idle.
+        if st.ready.len() > st.idle && st.workers < WORKERS {
             let shared = self.clone();
             match std::thread::Builder::new()
                 .name("delay-worker".into())

@@ -633,16 +633,34 @@ impl PassthroughFs {
             return;
         }
         let inner = self.inner.clone();
-        // Counted until replied: unmount waits for this, so no reply meets a closed device.
-        inner.delayed.fetch_add(1, Ordering::Relaxed);
+        // Counted until replied: unmount waits for this, so no reply meets a closed device. The
+        // guard uncounts it even if the op panics (the scheduler catches the panic), so a
+        // panicking op cannot leave unmount waiting for a reply that never comes.
+        let pending = DelayedOp::new(&inner);
         self.inner.delays.after(plan.delay, move |cut| {
             if cut {
                 tracing::debug!(op = op.name(), "injected delay cut short by shutdown");
             }
             let r = work(&inner, &plan);
-            inner.delayed.fetch_sub(1, Ordering::Relaxed);
+            drop(pending);
             inner.metrics.finish(op, start, &r, &plan);
         });
+    }
+}
+
+/// One delayed op counted in `Inner::delayed` while it lives.
+struct DelayedOp(Arc<Inner>);
+
+impl DelayedOp {
+    fn new(inner: &Arc<Inner>) -> Self {
+        inner.delayed.fetch_add(1, Ordering::Relaxed);
+        DelayedOp(inner.clone())
+    }
+}
+
+impl Drop for DelayedOp {
+    fn drop(&mut self) {
+        self.0.delayed.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

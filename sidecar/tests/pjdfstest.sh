@@ -21,9 +21,9 @@ if [[ -z "$bin" ]]; then
 fi
 [[ -x "${bin:-}" ]] || { echo "error: faultline-sidecar binary not found; build it or pass its path" >&2; exit 2; }
 
-# Outside CI a missing prerequisite is a skip with its reason; in CI (CI=true) it fails the run.
+# Outside CI a missing prerequisite is a skip with its reason; in CI (CI=true or 1) it fails the run.
 skip() {
-  if [[ "${CI:-}" == true ]]; then echo "error: CI=true and pjdfstest cannot run: $1" >&2; exit 2; fi
+  if [[ "${CI:-}" == true || "${CI:-}" == 1 ]]; then echo "error: CI is set and pjdfstest cannot run: $1" >&2; exit 2; fi
   echo "SKIPPED: $1"; exit 0
 }
 if [[ "$(id -u)" != 0 ]]; then skip "pjdfstest through FUSE needs root"; fi

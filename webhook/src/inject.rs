@@ -724,7 +724,12 @@ pub fn patch_for(before: &Pod, after: &Pod) -> Result<json_patch::Patch, serde_j
 }
 
 /// The `/inject` handler: AdmissionReview in, AdmissionResponse (JSON Patch) out.
-pub fn handle(review: &Review, template: &Template, namespaces: &dyn NamespaceLabels) -> Verdict {
+pub fn handle(
+    review: &Review,
+    template: &Template,
+    namespaces: &dyn NamespaceLabels,
+    policy: &crate::policy::Policy,
+) -> Verdict {
     let req = &review.request;
     let kind = kind_label(review);
     let response = AdmissionResponse::from(req);
@@ -766,7 +771,7 @@ pub fn handle(review: &Review, template: &Template, namespaces: &dyn NamespaceLa
         .as_deref()
         .or(pod.metadata.namespace.as_deref())
         .unwrap_or("default");
-    if let Some(warning) = crate::opt_in::refusal(&pod, namespace, namespaces) {
+    if let Some(warning) = crate::opt_in::refusal(&pod, namespace, namespaces, policy) {
         let mut response = response;
         response.warnings = Some(vec![warning]);
         return Verdict::allowed(response, kind);

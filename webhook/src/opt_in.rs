@@ -7,20 +7,30 @@
 //! The namespace label is checked whenever the namespace cache is watching (it is when the
 //! policy requires namespace opt-in, which is the default). When it watches but cannot answer
 //! (not synced, API unreachable), the pod is not injected: an unknown opt-in is no opt-in.
+//! With `requireNamespaceOptIn: false` (DESIGN.md §7: then, without an API, it cannot) only the
+//! pod label and the protected namespaces are checked; the webhook says so at start.
 
 use k8s_openapi::api::core::v1::Pod;
 
 use crate::policy::{
     INJECTION_LABEL, INJECTION_LABEL_VALUE, NamespaceLabels, POD_INJECT_LABEL,
-    POD_INJECT_LABEL_VALUE,
+    POD_INJECT_LABEL_VALUE, Policy,
 };
 
 /// Why a pod is left without a sidecar: the text is the admission warning the client sees.
+/// A protected namespace (`kube-system`, …, and the policy's `protectedNamespaces`) never gets
+/// the privileged sidecar, whatever its labels and whether or not labels are watched.
 pub(crate) fn refusal(
     pod: &Pod,
     namespace: &str,
     namespaces: &dyn NamespaceLabels,
+    policy: &Policy,
 ) -> Option<String> {
+    if policy.is_protected(namespace) {
+        return Some(format!(
+            "faultline: no sidecar injected: namespace {namespace:?} is protected by policy"
+        ));
+    }
     let label = pod
         .metadata
         .labels
@@ -74,15 +84,40 @@ mod tests {
     #[test]
     fn only_a_labelled_pod_in_a_labelled_namespace_is_injected() {
         let enabled = namespaces("enabled");
-        assert_eq!(refusal(&pod(Some("true")), "shop", &enabled), None);
+        assert_eq!(
+            refusal(&pod(Some("true")), "shop", &enabled, &Policy::default()),
+            None
+        );
         for label in [None, Some("false"), Some("True"), Some("yes"), Some("")] {
-            let why = refusal(&pod(label), "shop", &enabled).expect("refused");
+            let why = refusal(&pod(label), "shop", &enabled, &Policy::default()).expect("refused");
             assert!(why.contains("not labelled faultline.dev/inject"), "{why}");
         }
-        let why = refusal(&pod(Some("true")), "shop", &namespaces("disabled")).expect("refused");
+        let why = refusal(
+            &pod(Some("true")),
+            "shop",
+            &namespaces("disabled"),
+            &Policy::default(),
+        )
+        .expect("refused");
         assert!(why.contains("namespace \"shop\" is not labelled"), "{why}");
-        let why = refusal(&pod(Some("true")), "other", &enabled).expect("refused");
+        let why =
+            refusal(&pod(Some("true")), "other", &enabled, &Policy::default()).expect("refused");
         assert!(why.contains("namespace \"other\""), "{why}");
+    }
+
+    /// Not even an opted-in pod in a labelled namespace gets the sidecar in a protected one.
+    #[test]
+    fn protected_namespaces_are_never_injected() {
+        let mut policy = Policy::default();
+        policy.protected_namespaces = vec!["payments".into()];
+        for ns in ["kube-system", "faultline-system", "payments"] {
+            let labelled = BTreeMap::from([(
+                ns.to_owned(),
+                BTreeMap::from([(INJECTION_LABEL.to_owned(), "enabled".to_owned())]),
+            )]);
+            let why = refusal(&pod(Some("true")), ns, &labelled, &policy).expect("refused");
+            assert!(why.contains("is protected by policy"), "{why}");
+        }
     }
 
     #[test]
@@ -91,6 +126,7 @@ mod tests {
             &pod(Some("true")),
             "shop",
             &Unknown("the API cannot be read".into()),
+            &Policy::default(),
         )
         .expect("refused");
         assert!(

@@ -86,6 +86,11 @@ impl App {
     fn set_policy(&self, policy: Policy) {
         if policy.require_namespace_opt_in {
             self.namespaces.start(None);
+        } else {
+            tracing::warn!(
+                "requireNamespaceOptIn is false: namespace labels are not checked, so chaos targets and sidecar \
+                 injection rest on the pod label, the protected namespaces and the webhook configuration's selectors"
+            );
         }
         self.policy.store(Arc::new(policy));
     }
@@ -191,8 +196,9 @@ async fn inject_handler(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let template = app.template();
+    let policy = app.policy();
     admit(&app, "inject", body, |r| {
-        inject::handle(r, &template, &app.namespaces)
+        inject::handle(r, &template, &app.namespaces, &policy)
     })
 }
 

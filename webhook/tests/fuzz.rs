@@ -109,7 +109,7 @@ fn run_all(body: &[u8]) {
     for verdict in [
         admission::validate(&r, &Policy::default(), &labels),
         admission::default(&r),
-        inject::handle(&r, &Template::default(), &labels),
+        inject::handle(&r, &Template::default(), &labels, &Policy::default()),
     ] {
         assert_eq!(verdict.response.uid, r.request.uid);
         let encoded = review::encode(verdict.response);

@@ -46,7 +46,12 @@ fn answer(pod: &Value, template: &Template) -> Value {
     let body = serde_json::to_vec(&common::pod_review(pod.clone())).expect("review json");
     let review = review::decode(&body).expect("decode");
     let namespace = review.request.namespace.clone().unwrap_or_default();
-    let verdict = inject::handle(&review, template, &common::injection_enabled(&namespace));
+    let verdict = inject::handle(
+        &review,
+        template,
+        &common::injection_enabled(&namespace),
+        &faultline_webhook::policy::Policy::default(),
+    );
     common::response(&review::encode(verdict.response))
 }
 
@@ -150,6 +155,7 @@ fn handle(review: &Value) -> faultline_webhook::Verdict {
         &review,
         &Template::default(),
         &common::injection_enabled(&namespace),
+        &faultline_webhook::policy::Policy::default(),
     )
 }
 
@@ -253,6 +259,7 @@ fn pods_that_did_not_opt_in_are_untouched() {
             &review,
             &Template::default(),
             &common::injection_enabled(enabled_namespace),
+            &faultline_webhook::policy::Policy::default(),
         );
         assert_eq!(
             verdict.outcome,
