@@ -308,6 +308,23 @@ impl TestEnv {
             })
             .await;
         }
+        // Established is not yet served in OpenAPI: the API server publishes a new CRD's schema
+        // a moment later (seconds under load), and `kubectl explain` reads that document.
+        wait_for("the chaos kinds in /openapi/v3", || async {
+            let (ok, out, _) = self.kubectl(
+                &[
+                    "get",
+                    "--raw",
+                    "/openapi/v3/apis/chaos.faultline.dev/v1alpha1",
+                ],
+                None,
+            );
+            (ok && CHAOS_KINDS
+                .iter()
+                .all(|kind| out.contains(&format!(".{kind}\""))))
+            .then_some(())
+        })
+        .await;
         names
     }
 
@@ -316,6 +333,9 @@ impl TestEnv {
         kubectl(&self.kubeconfig, args, stdin)
     }
 }
+
+/// The four chaos kinds.
+pub const CHAOS_KINDS: [&str; 4] = ["IOChaos", "NetworkChaos", "PodChaos", "StressChaos"];
 
 /// The API of a chaos kind (`PodChaos`, …) in `namespace`.
 pub fn chaos_api(client: &Client, namespace: &str, kind: &str) -> Api<DynamicObject> {

@@ -117,7 +117,8 @@ pub fn exports(dir: &Path, state: &State) -> String {
     text
 }
 
-/// `kubectl apply` of `manifests/crds/`, then waits until they are established.
+/// `kubectl apply` of `manifests/crds/`, then waits until they are established and their
+/// schemas are published.
 fn apply_crds(root: &Path, tools: &Tools, kubeconfig: &Path) -> Result<(), String> {
     let crds = root.join("manifests/crds");
     for args in [
@@ -140,7 +141,35 @@ fn apply_crds(root: &Path, tools: &Tools, kubeconfig: &Path) -> Result<(), Strin
             ));
         }
     }
-    Ok(())
+    // Established is not yet served in OpenAPI: the schemas are published a moment later, and
+    // `kubectl explain` (which `up` promises works) reads that document.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let out = Command::new(&tools.kubectl)
+            .arg("--kubeconfig")
+            .arg(kubeconfig)
+            .args([
+                "get",
+                "--raw",
+                "/openapi/v3/apis/chaos.faultline.dev/v1alpha1",
+            ])
+            .output()
+            .map_err(|e| format!("{}: {e}", tools.kubectl.display()))?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        if out.status.success()
+            && ["IOChaos", "NetworkChaos", "PodChaos", "StressChaos"]
+                .iter()
+                .all(|kind| text.contains(&format!(".{kind}\"")))
+        {
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(
+                "the chaos kinds were not in /openapi/v3 60 s after they were established".into(),
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
 }
 
 /// Runs a parsed task from the checkout at `root`.
