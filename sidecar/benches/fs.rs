@@ -148,22 +148,12 @@ const JOBS: [Job; 4] = [
 
 const FILE_SIZE: &str = "256M";
 
-/// fio throughput in bytes/s for one job on `dir/data`.
-fn fio(dir: &Path, job: Job, secs: u64) -> f64 {
-    let file = dir.join("data");
-    if job.rw.contains("read") {
-        // Warm: read the whole file once through this target.
-        let mut f = std::fs::File::open(&file).expect("open data");
-        let mut buf = vec![0u8; 1 << 20];
-        while f.read(&mut buf).expect("warm read") > 0 {}
-    }
+/// Runs one time-based fio job (psync, warm: `--invalidate=0`) with the job's own `args`;
+/// fio's JSON report.
+fn fio_json(args: &[&str], secs: u64) -> Value {
     let out = Command::new("fio")
+        .args(args)
         .args([
-            "--name=bench",
-            &format!("--filename={}", file.display()),
-            &format!("--rw={}", job.rw),
-            &format!("--bs={}", job.bs),
-            &format!("--size={FILE_SIZE}"),
             "--ioengine=psync",
             "--invalidate=0",
             "--time_based",
@@ -177,7 +167,28 @@ fn fio(dir: &Path, job: Job, secs: u64) -> f64 {
         "fio failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let v: Value = serde_json::from_slice(&out.stdout).expect("fio json");
+    serde_json::from_slice(&out.stdout).expect("fio json")
+}
+
+/// fio throughput in bytes/s for one job on `dir/data`.
+fn fio(dir: &Path, job: Job, secs: u64) -> f64 {
+    let file = dir.join("data");
+    if job.rw.contains("read") {
+        // Warm: read the whole file once through this target.
+        let mut f = std::fs::File::open(&file).expect("open data");
+        let mut buf = vec![0u8; 1 << 20];
+        while f.read(&mut buf).expect("warm read") > 0 {}
+    }
+    let v = fio_json(
+        &[
+            "--name=bench",
+            &format!("--filename={}", file.display()),
+            &format!("--rw={}", job.rw),
+            &format!("--bs={}", job.bs),
+            &format!("--size={FILE_SIZE}"),
+        ],
+        secs,
+    );
     let j = &v["jobs"][0];
     let side = if job.rw.contains("read") {
         "read"

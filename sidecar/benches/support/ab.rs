@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::{Sidecar, cell, metadata, rpc, spread};
+use super::{Sidecar, cell, fio_json, metadata, rpc, spread};
 
 const DELAY: &str = "1ms";
 const JOBS: u32 = 8;
@@ -37,29 +37,18 @@ fn threads(pid: u32) -> usize {
 
 /// 8-job random 4 KiB reads of `dir/data`: (IOPS, mean latency in ms).
 fn fio_delayed(dir: &Path, secs: u64) -> (f64, f64) {
-    let out = std::process::Command::new("fio")
-        .args([
+    let v = fio_json(
+        &[
             "--name=delayed",
             &format!("--filename={}", dir.join("data").display()),
             "--rw=randread",
             "--bs=4k",
             "--size=64M",
-            "--ioengine=psync",
             &format!("--numjobs={JOBS}"),
             "--group_reporting",
-            "--invalidate=0",
-            "--time_based",
-            &format!("--runtime={secs}"),
-            "--output-format=json",
-        ])
-        .output()
-        .expect("run fio");
-    assert!(
-        out.status.success(),
-        "fio failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+        ],
+        secs,
     );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("fio json");
     let read = &v["jobs"][0]["read"];
     let iops = read["iops"].as_f64().unwrap_or(0.0);
     let lat_ms = read["clat_ns"]["mean"].as_f64().unwrap_or(0.0) / 1e6;
