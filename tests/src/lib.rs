@@ -19,15 +19,18 @@
 //!   runtime that made it) and the admin kubeconfig path, for `kubectl`.
 //! - [`node::NodeStandIn`] registers a Node and reports pod status as a kubelet would.
 //! - [`webhook::Webhook`] runs the real `faultline-webhook` binary and registers it.
+//! - [`containerd::Containerd`] runs a private containerd with busybox containers.
+//! - [`binary`] builds a workspace binary once per process.
 //!
 //! A control plane that cannot start (binaries not built, no Go) makes [`setup`] return `None`
 //! after printing why, so the test skips — except with `CI=true`, where it panics: on CI a test
 //! that cannot run is a failure.
 
+pub mod containerd;
 pub mod node;
 pub mod webhook;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
@@ -54,6 +57,49 @@ pub fn root() -> PathBuf {
 /// Whether this is a CI run (`CI=true`): a test that cannot run fails instead of skipping.
 pub fn on_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// Binary `bin` of workspace package `package`, built once per process with `cargo build -p
+/// <package> --bin <bin>` (a no-op when it is up to date); the path comes from cargo's JSON
+/// messages, so it follows `CARGO_TARGET_DIR` and profiles. Builds run one at a time: cargo
+/// would serialize them on its build lock anyway.
+pub fn binary(package: &str, bin: &str) -> Result<PathBuf, String> {
+    type Built = HashMap<(String, String), Result<PathBuf, String>>;
+    static BUILT: Mutex<Option<Built>> = Mutex::new(None);
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    let key = (package.to_owned(), bin.to_owned());
+    if let Some(found) = built.get_or_insert_default().get(&key) {
+        return found.clone();
+    }
+    let found = build_binary(package, bin);
+    built.get_or_insert_default().insert(key, found.clone());
+    found
+}
+
+fn build_binary(package: &str, bin: &str) -> Result<PathBuf, String> {
+    let command = format!("cargo build -p {package} --bin {bin}");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = std::process::Command::new(cargo)
+        .current_dir(root())
+        .args(["build", "--quiet", "-p", package, "--bin", bin])
+        .arg("--message-format=json")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("{command}: {e}"))?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        return Err(format!("{command}: {}:\n{stderr}", out.status));
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find_map(|msg| {
+            let target = msg.get("target")?;
+            let is_bin = target.get("kind")?.as_array()?.iter().any(|k| k == "bin");
+            let exe = msg.get("executable")?.as_str()?;
+            (is_bin && target.get("name")? == bin).then(|| PathBuf::from(exe))
+        })
+        .ok_or_else(|| format!("{command}: cargo named no executable `{bin}`\n{stderr}"))
 }
 
 /// The control plane the tests of this process use.

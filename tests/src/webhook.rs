@@ -8,7 +8,6 @@
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use k8s_openapi::api::admissionregistration::v1::{
@@ -16,7 +15,7 @@ use k8s_openapi::api::admissionregistration::v1::{
 };
 use kube::api::{Api, PostParams};
 
-use crate::{TEST_LABEL, TestEnv, root};
+use crate::{TEST_LABEL, TestEnv};
 
 /// The pod label and namespace label of sidecar opt-in, and the namespace label of chaos
 /// opt-in (webhook/src/policy.rs).
@@ -26,37 +25,13 @@ pub const INJECTION_LABEL: (&str, &str) = ("faultline.dev/injection", "enabled")
 /// See [`POD_INJECT_LABEL`].
 pub const CHAOS_LABEL: (&str, &str) = ("faultline.dev/chaos", "enabled");
 
-/// The `faultline-webhook` binary: `$FAULTLINE_WEBHOOK_BIN`, else built once per process with
-/// `cargo build -p faultline-webhook` (a no-op when it is up to date).
+/// The `faultline-webhook` binary: `$FAULTLINE_WEBHOOK_BIN`, else [`crate::binary`] (built
+/// once per process, a no-op when it is up to date).
 pub fn binary() -> Result<PathBuf, String> {
-    static BINARY: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    BINARY
-        .get_or_init(|| {
-            if let Some(path) = std::env::var_os("FAULTLINE_WEBHOOK_BIN") {
-                return Ok(PathBuf::from(path));
-            }
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let out = Command::new(cargo)
-                .current_dir(root())
-                .args(["build", "--quiet", "-p", "faultline-webhook"])
-                .args(["--bin", "faultline-webhook", "--message-format=json"])
-                .stderr(Stdio::inherit())
-                .output()
-                .map_err(|e| format!("cargo build -p faultline-webhook: {e}"))?;
-            if !out.status.success() {
-                return Err(format!("cargo build -p faultline-webhook: {}", out.status));
-            }
-            String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-                .find_map(|msg| {
-                    let exe = msg.get("executable")?.as_str()?;
-                    exe.ends_with("/faultline-webhook")
-                        .then(|| PathBuf::from(exe))
-                })
-                .ok_or_else(|| "cargo build named no faultline-webhook executable".to_owned())
-        })
-        .clone()
+    match std::env::var_os("FAULTLINE_WEBHOOK_BIN") {
+        Some(path) => Ok(PathBuf::from(path)),
+        None => crate::binary("faultline-webhook", "faultline-webhook"),
+    }
 }
 
 fn free_addr() -> SocketAddr {

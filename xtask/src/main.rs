@@ -50,6 +50,11 @@ const TEST_TOOLS: &[SystemTool] = &[
         why: "container tests of the daemon",
     },
     SystemTool {
+        binary: "busybox",
+        package: "busybox-static",
+        why: "the rootfs of the daemon's test containers (static: no libc inside)",
+    },
+    SystemTool {
         binary: "stress-ng",
         package: "stress-ng",
         why: "stress tests",
