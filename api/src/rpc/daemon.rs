@@ -9,7 +9,7 @@
 //! | `stress.start` | [`StressStartParams`] | [`FaultIdResult`] |
 //! | `podFailure.apply` / `podFailure.recover` | [`PodFailureParams`] | [`FaultIdResult`] / `{}` |
 //! | `io.apply` | [`IoApplyParams`] | [`FaultIdResult`] |
-//! | `io.recover` | [`TargetParams`] | `{}` |
+//! | `io.recover` | [`IoRecoverParams`] | `{}` |
 //! | `network.recover`, `stress.stop` | [`FaultIdParams`] | `{}` |
 //! | `faults.list` | – | [`FaultsList`] |
 //! | `faults.recoverAll` | – | [`FaultsList`] (what was recovered) |
@@ -141,6 +141,10 @@ pub struct PodFailureParams {
     /// Image the containers are swapped to (`apply` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pause_image: Option<String>,
+    /// `recover` only: release just this experiment's hold (the real images come back when
+    /// no hold is left); absent = every hold this daemon has on the pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault_id: Option<FaultId>,
 }
 
 /// `io.apply`: rules relayed to the target pod's sidecar.
@@ -149,6 +153,22 @@ pub struct PodFailureParams {
 pub struct IoApplyParams {
     pub target: Target,
     pub rules: Vec<IoRule>,
+}
+
+/// `io.recover`: every I/O fault on a target, or one fault.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged, deny_unknown_fields)]
+pub enum IoRecoverParams {
+    /// `{"target": …}`: every I/O fault this daemon applied to the target.
+    Target {
+        /// The container or process named at `io.apply`.
+        target: Target,
+    },
+    /// `{"faultId": …}`: one.
+    Fault {
+        #[serde(rename = "faultId")]
+        fault_id: FaultId,
+    },
 }
 
 /// `network.recover`, `stress.stop`.
@@ -288,6 +308,12 @@ mod tests {
         assert!(caps.runtime.is_none());
         let _: PodFailureParams =
             round_trip(json!({"namespace": "shop", "pod": "cart-0", "pauseImage": "pause:3.9"}));
+        let _: PodFailureParams =
+            round_trip(json!({"namespace": "shop", "pod": "cart-0", "faultId": "podfail-1"}));
+        let p: IoRecoverParams = round_trip(json!({"target": {"pid": 3}}));
+        assert!(matches!(p, IoRecoverParams::Target { .. }));
+        let p: IoRecoverParams = round_trip(json!({"faultId": "io-1"}));
+        assert!(matches!(p, IoRecoverParams::Fault { .. }));
         let _: FaultIdParams = round_trip(json!({"faultId": "net-1"}));
         let _: KillParams = round_trip(json!({"target": {"pid": 9}, "signal": "SIGTERM"}));
     }

@@ -47,15 +47,7 @@ pub(crate) enum ListenError {
     },
 }
 
-/// Loopback, IPv4-mapped loopback (`::ffff:127.0.0.1`) included.
-pub(crate) fn is_loopback(addr: &SocketAddr) -> bool {
-    match addr {
-        SocketAddr::V4(a) => a.ip().is_loopback(),
-        SocketAddr::V6(a) => {
-            a.ip().is_loopback() || a.ip().to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
-        }
-    }
-}
+pub(crate) use faultline_rpc::is_loopback;
 
 /// `host:port` or `ip:port` to addresses (names resolved, `localhost:65533` works).
 pub(crate) fn resolve(addr: &str) -> Result<Vec<SocketAddr>, ListenError> {

@@ -1,0 +1,355 @@
+//! The methods' work: each apply journals, acts and arms its ttl; [`Daemon::undo`] recovers
+//! any journaled fault from its record alone.
+
+use std::sync::Arc;
+
+use faultline_api::convert::stress::{StressPlan, stress_plan};
+use faultline_api::duration::parse_duration;
+use faultline_api::rpc::daemon::{
+    FaultId, FaultKind, IoApplyParams, IoRecoverParams, KillParams, PodFailureParams,
+    StressStartParams, Target,
+};
+use faultline_api::stress_chaos::StressChaosSpec;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use crate::error::DaemonError;
+use crate::faults::{recover, recover_later};
+use crate::metrics::Reason;
+use crate::record::{Entry, Record, new_fault_id};
+use crate::{Daemon, cgroup, clock, io_relay, pod_failure, stress};
+
+/// A `ttl` as a duration and the RFC 3339 time it ends.
+fn ttl(
+    field: &str,
+    ttl: Option<&str>,
+) -> Result<Option<(std::time::Duration, String)>, DaemonError> {
+    let Some(text) = ttl else { return Ok(None) };
+    let d = parse_duration(text)
+        .map_err(|e| DaemonError::invalid(field, e.to_string(), "invalid-duration"))?;
+    if d.is_zero() {
+        return Err(DaemonError::invalid(
+            field,
+            "must be longer than 0",
+            "invalid-duration",
+        ));
+    }
+    Ok(Some((d, clock::rfc3339(std::time::SystemTime::now() + d))))
+}
+
+impl Daemon {
+    /// Journals a new fault, runs `act`, and on success arms its ttl; on failure the fault is
+    /// dropped from the journal (`act` undoes its own partial work).
+    async fn applied(
+        self: &Arc<Self>,
+        entry: Entry,
+        ttl: Option<std::time::Duration>,
+        act: impl std::future::Future<Output = Result<Option<Entry>, DaemonError>>,
+    ) -> Result<FaultId, DaemonError> {
+        let id = entry.fault_id.clone();
+        let kind = entry.record.kind();
+        self.faults.begin(entry)?;
+        match act.await {
+            Ok(updated) => {
+                if let Some(updated) = updated {
+                    self.faults.update(updated)?;
+                }
+                self.metrics.applied(kind);
+                if let Some(d) = ttl {
+                    recover_later(self, id.clone(), d, Reason::Ttl);
+                }
+                tracing::info!(fault_id = %id, kind = crate::metrics::kind_name(kind), "fault applied");
+                Ok(id)
+            }
+            Err(err) => {
+                self.faults.abandon(&id);
+                Err(err)
+            }
+        }
+    }
+
+    pub async fn container_pid(&self, target: &Target) -> Result<u32, DaemonError> {
+        Ok(self.resolve(target).await?.pid)
+    }
+
+    /// `container.kill`: through containerd's task API for a container, `kill(2)` for a pid.
+    pub async fn container_kill(&self, p: &KillParams) -> Result<(), DaemonError> {
+        let signal = match p.signal.as_deref() {
+            None => Signal::SIGKILL,
+            Some(name) => crate::process::parse_signal(name)
+                .map_err(|reason| DaemonError::invalid("signal", reason, "invalid-signal"))?,
+        };
+        match &p.target {
+            Target::Container { container_id } => {
+                let id = crate::containerd::container_id(container_id)?;
+                self.runtime().await?.kill(id, signal as i32, false).await?;
+            }
+            Target::Pid { .. } => {
+                let process = self.resolve(&p.target).await?;
+                kill(Pid::from_raw(process.pid as i32), signal).map_err(|e| {
+                    DaemonError::Failed {
+                        what: format!("kill process {} with {signal}", process.pid),
+                        reason: e.desc().to_owned(),
+                    }
+                })?;
+            }
+        }
+        tracing::info!(target = %crate::error::describe(&p.target), %signal, "signal sent");
+        Ok(())
+    }
+
+    fn stress_plan(
+        &self,
+        p: &StressStartParams,
+        dirs: &[std::path::PathBuf],
+    ) -> Result<StressPlan, DaemonError> {
+        if p.stressors.is_none()
+            && p.stressng_stressors
+                .as_deref()
+                .is_none_or(|s| s.trim().is_empty())
+        {
+            return Err(DaemonError::invalid(
+                "stressors",
+                "one of stressors or stressngStressors is required",
+                "required",
+            ));
+        }
+        let spec = StressChaosSpec {
+            // Only the stressors matter to the conversion; the selection is the controller's.
+            scope: faultline_api::selector::PodSelector {
+                selector: Default::default(),
+                mode: faultline_api::selector::SelectorMode::All,
+                value: None,
+            },
+            container_names: Vec::new(),
+            stressors: p.stressors.clone(),
+            stressng_stressors: p.stressng_stressors.clone(),
+            duration: None,
+        };
+        let memory = cgroup::memory_limit(dirs)
+            .or_else(|| cgroup::host_memory(std::path::Path::new("/proc/meminfo")))
+            .unwrap_or(0);
+        stress_plan(&spec, memory).map_err(|violations| {
+            DaemonError::InvalidParams(
+                violations
+                    .iter()
+                    .map(|v| faultline_rpc::errors::Violation {
+                        field: v.path.trim_start_matches("spec.").to_owned(),
+                        reason: v.rule.to_string(),
+                        rule: v.rule.name(),
+                    })
+                    .collect(),
+            )
+        })
+    }
+
+    /// `stress.start`.
+    pub async fn stress_start(
+        self: &Arc<Self>,
+        p: StressStartParams,
+    ) -> Result<FaultId, DaemonError> {
+        let ttl = ttl("ttl", p.ttl.as_deref())?;
+        let Some(stress_ng) = self.settings.stress_ng.clone() else {
+            return Err(DaemonError::NotAvailable(
+                "stress-ng is not installed on this node".into(),
+            ));
+        };
+        let target = self.resolve(&p.target).await?;
+        let dirs = cgroup::dirs_of(target.pid, &self.hierarchies)?;
+        let plan = self.stress_plan(&p, &dirs)?;
+        stress::check_args(&stress_ng, &plan).await?;
+        let id = new_fault_id(FaultKind::Stress);
+        let entry = Entry::new(
+            id.clone(),
+            Some(p.target.clone()),
+            ttl.as_ref().map(|t| t.1.clone()),
+            Record::Stress {
+                target: target.clone(),
+                stress_ng: None,
+            },
+        );
+        let mut updated = entry.clone();
+        let act = async {
+            let started = stress::start(&stress_ng, &plan, target.pid, &dirs, &id.0)?;
+            tracing::info!(fault_id = %id, pid = started.pid, args = %plan.args.join(" "), cgroups = ?dirs, "stress-ng started in the target's cgroups");
+            updated.record = Record::Stress {
+                target: target.clone(),
+                stress_ng: Some(started),
+            };
+            Ok(Some(updated))
+        };
+        self.applied(entry, ttl.map(|t| t.0), act).await
+    }
+
+    /// `podFailure.apply`.
+    pub async fn pod_failure_apply(
+        self: &Arc<Self>,
+        p: PodFailureParams,
+    ) -> Result<FaultId, DaemonError> {
+        if p.fault_id.is_some() {
+            return Err(DaemonError::invalid(
+                "faultId",
+                "only podFailure.recover takes a faultId",
+                "unknown-field",
+            ));
+        }
+        let client = self.kube().await?;
+        let id = new_fault_id(FaultKind::PodFailure);
+        let pause = p
+            .pause_image
+            .clone()
+            .unwrap_or_else(|| self.settings.pause_image.clone());
+        let entry = Entry::new(
+            id.clone(),
+            None,
+            None,
+            Record::PodFailure {
+                namespace: p.namespace.clone(),
+                pod: p.pod.clone(),
+            },
+        );
+        let act = async {
+            pod_failure::apply(&client, &p.namespace, &p.pod, &id, &pause).await?;
+            Ok(None)
+        };
+        self.applied(entry, None, act).await
+    }
+
+    /// `podFailure.recover`: one hold (`faultId`) or every hold of this daemon on the pod.
+    pub async fn pod_failure_recover(
+        self: &Arc<Self>,
+        p: PodFailureParams,
+    ) -> Result<(), DaemonError> {
+        if p.pause_image.is_some() {
+            return Err(DaemonError::invalid(
+                "pauseImage",
+                "only podFailure.apply takes a pauseImage",
+                "unknown-field",
+            ));
+        }
+        let ids: Vec<FaultId> = match &p.fault_id {
+            Some(id) => vec![id.clone()],
+            None => self.faults.pod_failures_on(&p.namespace, &p.pod),
+        };
+        for id in ids {
+            recover(self, &id, Reason::Request).await?;
+        }
+        Ok(())
+    }
+
+    /// `io.apply`.
+    pub async fn io_apply(self: &Arc<Self>, p: IoApplyParams) -> Result<FaultId, DaemonError> {
+        if p.rules.is_empty() {
+            return Err(DaemonError::invalid(
+                "rules",
+                "at least one rule is required",
+                "required",
+            ));
+        }
+        let violations: Vec<_> = p
+            .rules
+            .iter()
+            .enumerate()
+            .flat_map(|(i, r)| {
+                let mut findings = faultline_api::validate::Findings::default();
+                r.validate_at(&format!("rules[{i}]"), &mut findings);
+                findings.into_vec()
+            })
+            .map(|v| faultline_rpc::errors::Violation {
+                field: v.path.clone(),
+                reason: v.rule.to_string(),
+                rule: v.rule.name(),
+            })
+            .collect();
+        if !violations.is_empty() {
+            return Err(DaemonError::InvalidParams(violations));
+        }
+        let netns = self.resolve_netns(&p.target).await?;
+        let id = new_fault_id(FaultKind::Io);
+        let ids = io_relay::rule_ids(&id.0, p.rules.len());
+        let port = self.settings.sidecar_port;
+        let entry = Entry::new(
+            id.clone(),
+            Some(p.target.clone()),
+            None,
+            Record::Io {
+                netns: netns.clone(),
+                port,
+                rule_ids: ids.clone(),
+            },
+        );
+        let act = async {
+            io_relay::apply(&netns, port, &p.rules, &ids).await?;
+            Ok(None)
+        };
+        self.applied(entry, None, act).await
+    }
+
+    /// `io.recover`.
+    pub async fn io_recover(self: &Arc<Self>, p: IoRecoverParams) -> Result<(), DaemonError> {
+        let ids = match p {
+            IoRecoverParams::Fault { fault_id } => vec![fault_id],
+            IoRecoverParams::Target { target } => self.faults.ids_on(&target, FaultKind::Io),
+        };
+        for id in ids {
+            recover(self, &id, Reason::Request).await?;
+        }
+        Ok(())
+    }
+
+    /// Recovers a fault from its journal record alone.
+    pub async fn undo(&self, entry: &Entry) -> Result<(), DaemonError> {
+        match &entry.record {
+            Record::Stress { stress_ng, .. } => {
+                stress::stop(&entry.fault_id.0, stress_ng.as_ref()).await?;
+            }
+            Record::PodFailure { namespace, pod } => {
+                let client = self.kube().await?;
+                pod_failure::recover(&client, namespace, pod, &entry.fault_id).await?;
+            }
+            Record::Io {
+                netns,
+                port,
+                rule_ids,
+            } => {
+                io_relay::recover(netns, *port, rule_ids).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `faults.recoverAll`: every fault; the ones recovered are returned, the first failure
+    /// is the error (the others were still attempted).
+    pub async fn recover_all(
+        self: &Arc<Self>,
+    ) -> Result<Vec<faultline_api::rpc::daemon::FaultEntry>, DaemonError> {
+        let mut recovered = Vec::new();
+        let mut first_err = None;
+        for id in self.faults.ids() {
+            match recover(self, &id, Reason::RecoverAll).await {
+                Ok(entry) => recovered.push(entry.listed()),
+                Err(DaemonError::UnknownFault(_)) => {}
+                Err(err) => {
+                    first_err.get_or_insert(err);
+                }
+            }
+        }
+        match first_err {
+            Some(err) => Err(err),
+            None => Ok(recovered),
+        }
+    }
+
+    /// The Kubernetes client (in-cluster config or `$KUBECONFIG`), made on first use.
+    pub async fn kube(&self) -> Result<kube::Client, DaemonError> {
+        self.kube
+            .get_or_try_init(|| async {
+                kube::Client::try_default().await.map_err(|e| {
+                    pod_failure::PodFailureError::NoClient(faultline_api::report::error_text(&e))
+                })
+            })
+            .await
+            .cloned()
+            .map_err(DaemonError::from)
+    }
+}
