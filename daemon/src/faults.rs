@@ -83,12 +83,10 @@ impl Registry {
 
     /// Takes a fault out for recovery.
     pub fn take(&self, id: &FaultId) -> Option<Entry> {
+        // The fault's timer is left to run (its handle dropped, not aborted): the timer may be
+        // the caller, and aborting it would cancel this very recovery at its next await. A
+        // timer that wakes for a fault already recovered finds nothing and ends.
         let active = self.lock().remove(id)?;
-        if let Some(t) = active.timer {
-            // Aborting our own timer from inside it is harmless: it is already running its
-            // last step.
-            t.abort();
-        }
         Some(active.entry)
     }
 

@@ -40,6 +40,23 @@ pub struct Options {
     pub extra_args: Vec<String>,
 }
 
+/// Options for a daemon of the test containerd `c`. The daemon reaches its socket through a
+/// symlink: the harness's clean-up kills every process whose command line names the
+/// containerd's directory, and the daemon must outlive the containerd in some tests. Keep the
+/// returned directory alive as long as the daemon.
+pub fn containerd_options(
+    c: &faultline_e2e::containerd::Containerd,
+) -> (Options, tempfile::TempDir) {
+    let link_dir = tempfile::tempdir().expect("tempdir");
+    let link = link_dir.path().join("containerd.sock");
+    std::os::unix::fs::symlink(c.socket(), &link).expect("symlink");
+    let opts = Options {
+        containerd_socket: Some(link),
+        ..Default::default()
+    };
+    (opts, link_dir)
+}
+
 /// A running daemon.
 pub struct Daemon {
     child: Option<Child>,
@@ -227,7 +244,7 @@ impl Daemon {
         self.spawn().await;
     }
 
-    /// The journal entries on disk.
+    /// The journal entries on disk (set-aside `.corrupt` files are not entries).
     pub fn journal(&self) -> Vec<String> {
         journal_files(&self.state_dir)
     }
@@ -238,6 +255,7 @@ pub fn journal_files(state_dir: &Path) -> Vec<String> {
         .map(|d| {
             d.filter_map(Result::ok)
                 .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|name| name.ends_with(".json"))
                 .collect()
         })
         .unwrap_or_default();
@@ -261,6 +279,21 @@ impl Drop for Daemon {
             }
             let _ = c.kill();
             let _ = c.wait();
+        }
+    }
+}
+
+impl Daemon {
+    /// Waits until `check` holds, up to `timeout`; the failure shows the daemon's log.
+    pub async fn eventually(&self, what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+        let deadline = Instant::now() + timeout;
+        while !check() {
+            assert!(
+                Instant::now() < deadline,
+                "{what}: not within {timeout:?}\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 }

@@ -1,0 +1,164 @@
+//! Real stress-ng in a real container's cgroups: the container's CPU usage rises during the
+//! fault and falls after; every stress-ng process sits in the container's cgroups; none is
+//! left after stop, after a ttl, or after the daemon is killed and restarted.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Daemon, eventually};
+use faultline_e2e::containerd::{cgroup_cpu_usage_ns, start_or_skip};
+use faultline_e2e::unique_name;
+use serde_json::{Value, json};
+
+/// Processes carrying the fault's mark.
+fn marked(fault_id: &str) -> Vec<u32> {
+    let wanted = format!("FAULTLINE_FAULT_ID={fault_id}");
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| env.split(|b| *b == 0).any(|v| v == wanted.as_bytes()))
+        })
+        .collect()
+}
+
+/// CPU time the cgroup of `pid` used over `window`.
+async fn cpu_over(pid: u32, window: Duration) -> Duration {
+    let before = cgroup_cpu_usage_ns(pid).unwrap();
+    tokio::time::sleep(window).await;
+    Duration::from_nanos(cgroup_cpu_usage_ns(pid).unwrap() - before)
+}
+
+fn fault_id(v: &Value) -> String {
+    v["faultId"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn stress_counts_against_the_target_cgroup_and_leaves_nothing() {
+    let Some(c) = start_or_skip("stress_counts_against_the_target_cgroup_and_leaves_nothing")
+    else {
+        return;
+    };
+    let (opts, _link) = common::containerd_options(&c);
+    let mut d = Daemon::start(opts).await;
+    let app = c.run(&unique_name("stress"), &["sleep", "1000"]).unwrap();
+    let target = json!({"containerId": app.container_id()});
+    let idle = cpu_over(app.pid(), Duration::from_millis(500)).await;
+
+    let started = Instant::now();
+    let id = fault_id(
+        &d.ok(
+            "stress.start",
+            json!({"target": target, "stressors": {"cpu": {"workers": 1, "load": 100}}}),
+        )
+        .await,
+    );
+    eprintln!("stress.start answered in {:?}", started.elapsed());
+    let busy = cpu_over(app.pid(), Duration::from_secs(1)).await;
+    assert!(
+        busy > Duration::from_millis(500) && busy > idle * 10,
+        "the container's cgroup should burn CPU: {busy:?} in 1 s (idle {idle:?})"
+    );
+    // Every process of the fault is in the container's cgroups (cpu and memory included).
+    let own = std::fs::read_to_string(format!("/proc/{}/cgroup", app.pid())).unwrap();
+    let pids = marked(&id);
+    assert!(!pids.is_empty());
+    for pid in &pids {
+        let theirs = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+        if !theirs.is_empty() {
+            assert_eq!(
+                theirs, own,
+                "stress-ng {pid} is not in the target's cgroups"
+            );
+        }
+    }
+    let listed = d.ok("faults.list", json!({})).await;
+    assert_eq!(listed["faults"][0]["kind"], "stress", "{listed}");
+    assert_eq!(d.journal().len(), 1);
+
+    d.ok("stress.stop", json!({"faultId": id})).await;
+    assert!(marked(&id).is_empty(), "stress-ng left after stop");
+    let after = cpu_over(app.pid(), Duration::from_millis(500)).await;
+    assert!(
+        after < Duration::from_millis(100),
+        "CPU after stop: {after:?}"
+    );
+    assert!(d.journal().is_empty());
+    assert_eq!(d.ok("faults.list", json!({})).await, json!({"faults": []}));
+
+    // A ttl: the daemon stops it by itself.
+    let id = fault_id(
+        &d.ok(
+            "stress.start",
+            json!({"target": target, "stressors": {"cpu": {"workers": 1}}, "ttl": "1s"}),
+        )
+        .await,
+    );
+    assert!(!marked(&id).is_empty());
+    eventually("the ttl recovers the fault", Duration::from_secs(5), || {
+        marked(&id).is_empty() && d.journal().is_empty()
+    })
+    .await;
+    assert!(d.metrics_text().await.contains("reason=\"ttl\""));
+
+    // Raw stress-ng arguments are arguments, never a shell line.
+    let err = d
+        .call(
+            "stress.start",
+            json!({"target": target, "stressngStressors": "--cpu 1; touch /tmp/pwned"}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err["code"], -32602, "{err}");
+    assert!(!std::path::Path::new("/tmp/pwned").exists());
+    assert!(d.journal().is_empty(), "a refused start journals nothing");
+
+    // SIGTERM recovers every fault before the daemon exits.
+    let id = fault_id(
+        &d.ok(
+            "stress.start",
+            json!({"target": target, "stressngStressors": "--cpu 1 --cpu-load 50"}),
+        )
+        .await,
+    );
+    assert!(!marked(&id).is_empty());
+    assert!(d.terminate().success());
+    assert!(marked(&id).is_empty(), "stress-ng left after SIGTERM");
+    assert!(d.journal().is_empty());
+}
+
+#[tokio::test]
+async fn a_pid_target_without_kubernetes() {
+    if !common::root_or_skip("a_pid_target_without_kubernetes") {
+        return;
+    }
+    let d = Daemon::start(Default::default()).await;
+    let mut sleeper = std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .unwrap();
+    let id = fault_id(
+        &d.ok(
+            "stress.start",
+            json!({"target": {"pid": sleeper.id()}, "stressors": {"memory": {"workers": 1, "size": "16MiB"}}}),
+        )
+        .await,
+    );
+    assert!(!marked(&id).is_empty());
+    d.ok("faults.recoverAll", json!({})).await;
+    assert!(marked(&id).is_empty());
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+    // The target is gone: a clear error, nothing journaled.
+    let err = d
+        .call(
+            "stress.start",
+            json!({"target": {"pid": sleeper.id()}, "stressors": {"cpu": {"workers": 1}}}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err["code"], -32001, "{err}");
+    assert!(d.journal().is_empty());
+}
