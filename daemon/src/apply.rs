@@ -6,8 +6,8 @@ use std::sync::Arc;
 use faultline_api::convert::stress::{StressPlan, stress_plan};
 use faultline_api::duration::parse_duration;
 use faultline_api::rpc::daemon::{
-    FaultId, FaultKind, IoApplyParams, IoRecoverParams, KillParams, PodFailureParams,
-    StressStartParams, Target,
+    FaultId, FaultKind, IoApplyParams, IoRecoverParams, KillParams, NetworkApplyParams,
+    PodFailureParams, StressStartParams, Target,
 };
 use faultline_api::stress_chaos::StressChaosSpec;
 use nix::sys::signal::{Signal, kill};
@@ -16,8 +16,9 @@ use nix::unistd::Pid;
 use crate::error::DaemonError;
 use crate::faults::{recover, recover_later};
 use crate::metrics::Reason;
+use crate::netns::run_in;
 use crate::record::{Entry, Record, new_fault_id};
-use crate::{Daemon, cgroup, clock, io_relay, pod_failure, stress};
+use crate::{Daemon, cgroup, clock, io_relay, network, pod_failure, stress};
 
 /// A `ttl` as a duration and the RFC 3339 time it ends.
 fn ttl(
@@ -297,6 +298,62 @@ impl Daemon {
         Ok(())
     }
 
+    /// `network.apply`: the fault's shaping merged with the others on the device, and/or its
+    /// partition.
+    pub async fn network_apply(
+        self: &Arc<Self>,
+        p: NetworkApplyParams,
+    ) -> Result<FaultId, DaemonError> {
+        let ttl = ttl("ttl", p.ttl.as_deref())?;
+        let request = network::convert(&p).map_err(DaemonError::InvalidParams)?;
+        let netns = self.resolve_netns(&p.target).await?;
+        let inode = std::fs::metadata(netns.proc_path("ns/net"))
+            .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+            .map_err(|_| crate::process::ProcessError::NoSuchProcess { pid: netns.pid })?;
+        let requested = p.device.clone();
+        let (device, ifindex) = run_in(&netns, move || {
+            network::device::resolve(requested.as_deref())
+        })
+        .await?
+        .map_err(|e| DaemonError::invalid("device", e.to_string(), "invalid-device"))?;
+        let _one_at_a_time = self.network.lock().await;
+        let others = self.faults.shapings_on(inode, &device, None);
+        let before = network::compose::compose(&others);
+        let mut all = others;
+        all.push(request.shaping);
+        let after = network::compose::compose(&all);
+        let id = new_fault_id(FaultKind::Network);
+        let entry = Entry::new(
+            id.clone(),
+            Some(p.target.clone()),
+            ttl.as_ref().map(|t| t.1.clone()),
+            Record::Network {
+                netns: netns.clone(),
+                netns_inode: inode,
+                device: device.clone(),
+                netem: request.shaping.netem,
+                bandwidth: request.shaping.bandwidth,
+                partition: request.partition.clone(),
+            },
+        );
+        let fault = id.0.clone();
+        let act = async move {
+            run_in(&netns, move || {
+                network::apply_blocking(
+                    &device,
+                    ifindex,
+                    &before,
+                    &after,
+                    &fault,
+                    request.partition.as_ref(),
+                )
+            })
+            .await??;
+            Ok(None)
+        };
+        self.applied(entry, ttl.map(|t| t.0), act).await
+    }
+
     /// Recovers a fault from its journal record alone.
     pub async fn undo(&self, entry: &Entry) -> Result<(), DaemonError> {
         match &entry.record {
@@ -313,6 +370,35 @@ impl Daemon {
                 rule_ids,
             } => {
                 io_relay::recover(netns, *port, rule_ids).await?;
+            }
+            Record::Network {
+                netns,
+                netns_inode,
+                device,
+                partition,
+                ..
+            } => {
+                let _one_at_a_time = self.network.lock().await;
+                // The fault is out of the registry already: the merge is of the others.
+                let after = network::compose::compose(&self.faults.shapings_on(
+                    *netns_inode,
+                    device,
+                    Some(&entry.fault_id),
+                ));
+                let (device, had_partition, fault) = (
+                    device.clone(),
+                    partition.is_some(),
+                    entry.fault_id.0.clone(),
+                );
+                match run_in(netns, move || {
+                    network::recover_blocking(&device, had_partition, &after, &fault)
+                })
+                .await
+                {
+                    // The pod's namespace is gone, and everything of ours with it.
+                    Err(crate::netns::NetnsError::Gone { .. }) => {}
+                    other => other??,
+                }
             }
         }
         Ok(())

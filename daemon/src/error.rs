@@ -49,6 +49,8 @@ pub enum DaemonError {
     Relay(#[from] RelayError),
     #[error(transparent)]
     Netns(#[from] NetnsError),
+    #[error(transparent)]
+    Network(#[from] crate::network::NetworkError),
     #[error("journal: {0}")]
     Journal(#[from] JournalError),
     #[error("no fault {0} on this node")]
@@ -93,6 +95,9 @@ impl DaemonError {
             }
             DaemonError::Stress(StressError::NotInstalled { .. })
             | DaemonError::NotAvailable(_) => NOT_AVAILABLE,
+            DaemonError::Network(crate::network::NetworkError::Qdisc(q)) if q.unavailable() => {
+                NOT_AVAILABLE
+            }
             DaemonError::UnknownFault(_) => UNKNOWN_FAULT,
             _ => FAULT_FAILED,
         }

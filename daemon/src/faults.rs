@@ -127,6 +127,39 @@ impl Registry {
             .collect()
     }
 
+    /// The shaping of every network fault on namespace `inode`'s `device`, in the order they
+    /// were applied, leaving out `except`.
+    pub fn shapings_on(
+        &self,
+        inode: u64,
+        device: &str,
+        except: Option<&FaultId>,
+    ) -> Vec<crate::network::compose::Shaping> {
+        let mut found: Vec<(&str, String, crate::network::compose::Shaping)> = Vec::new();
+        let active = self.lock();
+        for a in active.values() {
+            if let crate::record::Record::Network {
+                netns_inode,
+                device: d,
+                netem,
+                bandwidth,
+                ..
+            } = &a.entry.record
+                && *netns_inode == inode
+                && d == device
+                && Some(&a.entry.fault_id) != except
+            {
+                found.push((
+                    a.entry.applied_at.as_str(),
+                    a.entry.fault_id.0.clone(),
+                    crate::network::shaping_of(*netem, *bandwidth),
+                ));
+            }
+        }
+        found.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        found.into_iter().map(|(_, _, s)| s).collect()
+    }
+
     pub fn ids(&self) -> Vec<FaultId> {
         self.lock().keys().cloned().collect()
     }

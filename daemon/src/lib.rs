@@ -16,7 +16,7 @@
 //! - [`apply`]: what each method does; [`faults`]: the registry of applied faults, recovery,
 //!   ttl timers, the start-up pass; [`journal`] + [`record`]: the crash-safe journal.
 //! - Targets: [`target`] (container or pid → [`process::ProcessRef`]), [`containerd`].
-//! - Faults: [`stress`] + [`cgroup`], [`pod_failure`], [`io_relay`] + [`netns`].
+//! - Faults: [`stress`] + [`cgroup`], [`pod_failure`], [`io_relay`] + [`netns`], [`network`].
 //! - [`capabilities`] + [`qdisc_probe`]: what the node can do, probed at start.
 //!
 //! ## Guarantees
@@ -37,6 +37,7 @@ pub mod journal;
 pub mod methods;
 pub mod metrics;
 pub mod netns;
+pub mod network;
 pub mod pod_failure;
 pub mod process;
 pub mod qdisc_probe;
@@ -141,6 +142,9 @@ pub struct Daemon {
     hierarchies: Vec<Hierarchy>,
     runtime: tokio::sync::Mutex<Option<Containerd>>,
     kube: tokio::sync::OnceCell<kube::Client>,
+    /// Network changes one at a time: each reads the faults on a device and rewrites its
+    /// qdiscs, which two at once would race on.
+    network: tokio::sync::Mutex<()>,
 }
 
 impl Daemon {
@@ -182,6 +186,7 @@ impl Daemon {
             hierarchies,
             runtime: tokio::sync::Mutex::new(runtime),
             kube: tokio::sync::OnceCell::new(),
+            network: tokio::sync::Mutex::new(()),
         }))
     }
 }

@@ -7,7 +7,8 @@ use std::time::Instant;
 
 use faultline_api::rpc::daemon::{
     FaultIdParams, FaultIdResult, FaultKind, FaultsList, IoApplyParams, IoRecoverParams,
-    KillParams, PidResult, PodFailureParams, StressStartParams, Target, TargetParams,
+    KillParams, NetworkApplyParams, PidResult, PodFailureParams, StressStartParams, Target,
+    TargetParams,
 };
 use faultline_rpc::errors::Violation;
 use jsonrpsee::RpcModule;
@@ -26,6 +27,8 @@ pub const METHODS: &[&str] = &[
     "capabilities",
     "container.pid",
     "container.kill",
+    "network.apply",
+    "network.recover",
     "stress.start",
     "stress.stop",
     "podFailure.apply",
@@ -233,6 +236,20 @@ pub fn module(daemon: Arc<Daemon>) -> Result<RpcModule<Arc<Daemon>>, RegisterMet
         async { d.io_recover(p).await.map(|()| json!({})) }
     );
     register_stop(&mut m, "stress.stop", FaultKind::Stress)?;
+    register_stop(&mut m, "network.recover", FaultKind::Network)?;
+    method!(
+        m,
+        "network.apply",
+        |p, d| {
+            let p: &NetworkApplyParams = &p;
+            Some(p.target.clone())
+        },
+        async {
+            d.network_apply(p)
+                .await
+                .map(|fault_id| FaultIdResult { fault_id })
+        }
+    );
     m.register_method("faults.list", |params, daemon, _| {
         let started = Instant::now();
         let result = none(&params).map(|()| FaultsList {

@@ -67,11 +67,29 @@ pub enum Record {
         port: u16,
         rule_ids: Vec<String>,
     },
+    /// A shaping part and/or a partition on one device of the pod's network namespace. The
+    /// device's qdiscs carry the merge of every network fault on it (`network::compose`), so
+    /// recovering one recomputes the merge from the others.
+    #[serde(rename_all = "camelCase")]
+    Network {
+        /// A process in the pod's network namespace (the sandbox's when there is one).
+        netns: ProcessRef,
+        /// The namespace's inode: faults on the same namespace and device compose.
+        netns_inode: u64,
+        device: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        netem: Option<faultline_api::convert::network::NetemParams>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        bandwidth: Option<faultline_api::convert::network::TbfParams>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        partition: Option<crate::network::PartitionRecord>,
+    },
 }
 
 impl Record {
     pub fn kind(&self) -> FaultKind {
         match self {
+            Record::Network { .. } => FaultKind::Network,
             Record::Stress { .. } => FaultKind::Stress,
             Record::PodFailure { .. } => FaultKind::PodFailure,
             Record::Io { .. } => FaultKind::Io,

@@ -57,10 +57,14 @@ pub enum NetworkFault {
     },
 }
 
-/// A percentage in millionths (0..=100_000_000) → netem's u32 probability, rounded to nearest.
+/// A percentage in millionths (0..=100_000_000) → netem's u32 probability, computed exactly as
+/// iproute2's `tc` does (`get_percent()`: `rint(strtod(s) / 100. * UINT32_MAX)` in `double`,
+/// ties to even), so the daemon sends the kernel the same value `tc` would. `micro / 1e6` is
+/// the double `strtod` gives for the decimal text (both are the correctly rounded value of the
+/// same number); exact integer arithmetic would differ from tc at 30 % and 70 %.
 pub fn probability(micro_percent: u64) -> u32 {
-    let scaled = (u128::from(micro_percent) * u128::from(u32::MAX) + 50_000_000) / 100_000_000;
-    u32::try_from(scaled).unwrap_or(u32::MAX)
+    let percent = micro_percent.min(100_000_000) as f64 / 1e6;
+    (percent / 100. * f64::from(u32::MAX)).round_ties_even() as u32
 }
 
 /// Converts a NetworkChaos spec. Fails with every violation when the spec is invalid; otherwise

@@ -1,0 +1,207 @@
+//! Partitions: packet filtering inside the target's network namespace with iptables (and
+//! ip6tables for IPv6 peers), as Chaos Mesh does — present on every node, namespaced per pod,
+//! and what operators already read. Commands run with argument vectors, never through a shell,
+//! on the thread that entered the namespace (a child process inherits its namespace).
+//!
+//! Everything of one fault is tagged with its fault id: two chains, `FL-<faultId>-O` (peers
+//! matched by destination, jumped to from `OUTPUT` for direction `to`/`both`) and
+//! `FL-<faultId>-I` (by source, from `INPUT` for `from`/`both`), and the jump rules carry the
+//! comment `faultline <faultId>`. Recovery deletes the jumps, flushes and deletes the chains,
+//! checking with `-C`/`-S` rather than reading error messages, so it is idempotent and leaves
+//! nothing behind (Chaos Mesh #4336 left rules and ipsets).
+
+use std::net::IpAddr;
+use std::process::Command;
+
+use faultline_api::network_chaos::Direction;
+
+/// Why a partition could not be set or removed.
+#[derive(Debug, thiserror::Error)]
+pub enum PartitionError {
+    #[error("`{0}` is not an IP address or CIDR")]
+    BadTarget(String),
+    #[error("{program} {args}: {reason}")]
+    Command {
+        program: &'static str,
+        args: String,
+        reason: String,
+    },
+}
+
+/// A peer: an address with a prefix length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer {
+    pub addr: IpAddr,
+    pub prefix: u8,
+}
+
+impl Peer {
+    pub fn parse(text: &str) -> Result<Self, PartitionError> {
+        let bad = || PartitionError::BadTarget(text.to_owned());
+        let (addr, prefix) = match text.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (text, None),
+        };
+        let addr: IpAddr = addr.trim().parse().map_err(|_| bad())?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(bad)?,
+            None => max,
+        };
+        Ok(Peer { addr, prefix })
+    }
+
+    fn program(&self) -> &'static str {
+        if self.addr.is_ipv4() {
+            "iptables"
+        } else {
+            "ip6tables"
+        }
+    }
+
+    fn cidr(&self) -> String {
+        format!("{}/{}", self.addr, self.prefix)
+    }
+}
+
+/// The chain names of a fault (≤ 28 characters: fault ids are `net-` + 16 hex).
+pub fn chains(fault_id: &str) -> [(String, &'static str, &'static str); 2] {
+    [
+        (format!("FL-{fault_id}-O"), "OUTPUT", "-d"),
+        (format!("FL-{fault_id}-I"), "INPUT", "-s"),
+    ]
+}
+
+fn run(program: &'static str, args: &[&str]) -> Result<bool, PartitionError> {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .map_err(|e| PartitionError::Command {
+            program,
+            args: args.join(" "),
+            reason: e.to_string(),
+        })?;
+    Ok(out.status.success())
+}
+
+fn must(program: &'static str, args: &[&str]) -> Result<(), PartitionError> {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .map_err(|e| PartitionError::Command {
+            program,
+            args: args.join(" "),
+            reason: e.to_string(),
+        })?;
+    if out.status.success() {
+        return Ok(());
+    }
+    Err(PartitionError::Command {
+        program,
+        args: args.join(" "),
+        reason: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+    })
+}
+
+/// Drops traffic to and/or from `peers` (in the calling thread's namespace). On an error,
+/// whatever was added is removed.
+pub fn apply(fault_id: &str, direction: Direction, peers: &[Peer]) -> Result<(), PartitionError> {
+    let result = add(fault_id, direction, peers);
+    if result.is_err() {
+        let _ = remove(fault_id);
+    }
+    result
+}
+
+fn add(fault_id: &str, direction: Direction, peers: &[Peer]) -> Result<(), PartitionError> {
+    let comment = format!("faultline {fault_id}");
+    let wanted = |hook: &str| match direction {
+        Direction::To => hook == "OUTPUT",
+        Direction::From => hook == "INPUT",
+        Direction::Both => true,
+    };
+    for program in ["iptables", "ip6tables"] {
+        let mine: Vec<&Peer> = peers.iter().filter(|p| p.program() == program).collect();
+        if mine.is_empty() {
+            continue;
+        }
+        for (chain, hook, flag) in chains(fault_id) {
+            if !wanted(hook) {
+                continue;
+            }
+            must(program, &["-w", "-N", &chain])?;
+            for peer in &mine {
+                must(
+                    program,
+                    &["-w", "-A", &chain, flag, &peer.cidr(), "-j", "DROP"],
+                )?;
+            }
+            must(
+                program,
+                &[
+                    "-w",
+                    "-I",
+                    hook,
+                    "-m",
+                    "comment",
+                    "--comment",
+                    &comment,
+                    "-j",
+                    &chain,
+                ],
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes every rule and chain of the fault (what exists of it; idempotent).
+pub fn remove(fault_id: &str) -> Result<(), PartitionError> {
+    let comment = format!("faultline {fault_id}");
+    for program in ["iptables", "ip6tables"] {
+        for (chain, hook, _) in chains(fault_id) {
+            let jump = [
+                "-m",
+                "comment",
+                "--comment",
+                comment.as_str(),
+                "-j",
+                chain.as_str(),
+            ];
+            let check: Vec<&str> = ["-w", "-C", hook].iter().copied().chain(jump).collect();
+            while run(program, &check)? {
+                let delete: Vec<&str> = ["-w", "-D", hook].iter().copied().chain(jump).collect();
+                must(program, &delete)?;
+            }
+            if run(program, &["-w", "-S", &chain])? {
+                must(program, &["-w", "-F", &chain])?;
+                must(program, &["-w", "-X", &chain])?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peers_and_chain_names() {
+        assert_eq!(
+            Peer::parse("10.0.0.2").unwrap(),
+            Peer {
+                addr: "10.0.0.2".parse().unwrap(),
+                prefix: 32
+            }
+        );
+        assert_eq!(Peer::parse("10.0.0.0/8").unwrap().cidr(), "10.0.0.0/8");
+        assert_eq!(Peer::parse("fd00::/64").unwrap().program(), "ip6tables");
+        for bad in ["10.0.0.0/33", "example.com", "", "1.2.3.4/x"] {
+            assert!(Peer::parse(bad).is_err(), "{bad}");
+        }
+        let [(o, ..), (i, ..)] = chains("net-0123456789abcdef");
+        assert_eq!(o, "FL-net-0123456789abcdef-O");
+        assert!(o.len() <= 28 && i.len() <= 28);
+    }
+}
