@@ -9,92 +9,44 @@
 
 use std::collections::BTreeMap;
 
-use netlink_packet_core::{
-    NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage,
-    NetlinkPayload,
-};
-use netlink_packet_route::RouteNetlinkMessage;
-use netlink_packet_route::tc::{TcAttribute, TcHandle, TcMessage};
-use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 use nix::sched::{CloneFlags, unshare};
+
+use crate::network::ack::{AckError, Connection, Nack};
+use crate::network::tc::{QdiscAddr, TC_H_ROOT, del_qdisc, probe_kind, to_bytes};
 
 /// The kinds `capabilities()` reports.
 pub const KINDS: &[&str] = &["netem", "tbf"];
 
 /// The loopback device of a new namespace.
-const LO_INDEX: i32 = 1;
-
-/// What the kernel said to "add a root qdisc of `kind`": `Ok(())` or the errno.
-fn try_add(socket: &Socket, kind: &str, seq: u32) -> std::io::Result<Result<(), i32>> {
-    let mut tc = TcMessage::default();
-    tc.header.index = LO_INDEX;
-    tc.header.parent = TcHandle::ROOT;
-    tc.attributes.push(TcAttribute::Kind(kind.to_owned()));
-    let mut header = NetlinkHeader::default();
-    header.flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL;
-    header.sequence_number = seq;
-    let mut msg = NetlinkMessage::new(
-        header,
-        NetlinkPayload::from(RouteNetlinkMessage::NewQueueDiscipline(tc)),
-    );
-    msg.finalize();
-    let mut buf = vec![0; msg.buffer_len()];
-    msg.serialize(&mut buf);
-    socket.send(&buf, 0)?;
-    loop {
-        let (bytes, _) = socket.recv_from_full()?;
-        let reply = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&bytes)
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?;
-        if reply.header.sequence_number != seq {
-            continue;
-        }
-        if let NetlinkPayload::Error(err) = reply.payload {
-            return Ok(match err.code {
-                None => Ok(()),
-                Some(code) => Err(-code.get()),
-            });
-        }
-    }
-}
+const LO_INDEX: u32 = 1;
 
 fn probe_blocking() -> std::io::Result<BTreeMap<String, bool>> {
     unshare(CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from)?;
-    let mut socket = Socket::new(NETLINK_ROUTE)?;
-    socket.bind_auto()?;
-    socket.connect(&SocketAddr::new(0, 0))?;
+    let conn = Connection::open()?;
     let mut kinds = BTreeMap::new();
     for (seq, kind) in (1..).zip(KINDS) {
-        let available = match try_add(&socket, kind, seq)? {
+        let mut msg = probe_kind(LO_INDEX, kind).map_err(std::io::Error::other)?;
+        let available = match conn.request(&to_bytes(&mut msg, seq), seq) {
             Ok(()) => true,
-            Err(errno) => errno != libc::ENOENT,
+            Err(AckError::Nack(Nack { errno, .. })) => errno != libc::ENOENT,
+            Err(AckError::Io(e)) => return Err(e),
+            Err(AckError::Decode(e)) => return Err(std::io::Error::other(e)),
         };
         kinds.insert((*kind).to_owned(), available);
         if available {
-            // The next kind is tried on the same device: take this one off (the namespace
-            // is thrown away anyway).
-            let _ = delete_root(&socket, seq + 100);
+            // A kind-only add normally creates nothing (EINVAL for the missing options); if a
+            // kernel did create one, take it off before the next kind is tried.
+            let addr = QdiscAddr {
+                ifindex: LO_INDEX,
+                parent: TC_H_ROOT,
+                handle: 0,
+            };
+            if let Ok(mut del) = del_qdisc(addr) {
+                let _ = conn.request(&to_bytes(&mut del, seq + 100), seq + 100);
+            }
         }
     }
     Ok(kinds)
-}
-
-fn delete_root(socket: &Socket, seq: u32) -> std::io::Result<()> {
-    let mut tc = TcMessage::default();
-    tc.header.index = LO_INDEX;
-    tc.header.parent = TcHandle::ROOT;
-    let mut header = NetlinkHeader::default();
-    header.flags = NLM_F_REQUEST | NLM_F_ACK;
-    header.sequence_number = seq;
-    let mut msg = NetlinkMessage::new(
-        header,
-        NetlinkPayload::from(RouteNetlinkMessage::DelQueueDiscipline(tc)),
-    );
-    msg.finalize();
-    let mut buf = vec![0; msg.buffer_len()];
-    msg.serialize(&mut buf);
-    socket.send(&buf, 0)?;
-    let _ = socket.recv_from_full()?;
-    Ok(())
 }
 
 /// Probes every kind of [`KINDS`]; a probe that cannot run (no CAP_NET_ADMIN) reports every
