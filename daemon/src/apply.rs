@@ -69,12 +69,12 @@ impl Daemon {
         }
     }
 
-    pub async fn container_pid(&self, target: &Target) -> Result<u32, DaemonError> {
+    pub(crate) async fn container_pid(&self, target: &Target) -> Result<u32, DaemonError> {
         Ok(self.resolve(target).await?.pid)
     }
 
     /// `container.kill`: through containerd's task API for a container, `kill(2)` for a pid.
-    pub async fn container_kill(&self, p: &KillParams) -> Result<(), DaemonError> {
+    pub(crate) async fn container_kill(&self, p: &KillParams) -> Result<(), DaemonError> {
         let signal = match p.signal.as_deref() {
             None => Signal::SIGKILL,
             Some(name) => crate::process::parse_signal(name)
@@ -145,7 +145,7 @@ impl Daemon {
     }
 
     /// `stress.start`.
-    pub async fn stress_start(
+    pub(crate) async fn stress_start(
         self: &Arc<Self>,
         p: StressStartParams,
     ) -> Result<FaultId, DaemonError> {
@@ -183,7 +183,7 @@ impl Daemon {
     }
 
     /// `podFailure.apply`.
-    pub async fn pod_failure_apply(
+    pub(crate) async fn pod_failure_apply(
         self: &Arc<Self>,
         p: PodFailureParams,
     ) -> Result<FaultId, DaemonError> {
@@ -217,7 +217,7 @@ impl Daemon {
     }
 
     /// `podFailure.recover`: one hold (`faultId`) or every hold of this daemon on the pod.
-    pub async fn pod_failure_recover(
+    pub(crate) async fn pod_failure_recover(
         self: &Arc<Self>,
         p: PodFailureParams,
     ) -> Result<(), DaemonError> {
@@ -239,7 +239,10 @@ impl Daemon {
     }
 
     /// `io.apply`.
-    pub async fn io_apply(self: &Arc<Self>, p: IoApplyParams) -> Result<FaultId, DaemonError> {
+    pub(crate) async fn io_apply(
+        self: &Arc<Self>,
+        p: IoApplyParams,
+    ) -> Result<FaultId, DaemonError> {
         if p.rules.is_empty() {
             return Err(DaemonError::invalid(
                 "rules",
@@ -287,7 +290,10 @@ impl Daemon {
     }
 
     /// `io.recover`.
-    pub async fn io_recover(self: &Arc<Self>, p: IoRecoverParams) -> Result<(), DaemonError> {
+    pub(crate) async fn io_recover(
+        self: &Arc<Self>,
+        p: IoRecoverParams,
+    ) -> Result<(), DaemonError> {
         let ids = match p {
             IoRecoverParams::Fault { fault_id } => vec![fault_id],
             IoRecoverParams::Target { target } => self.faults.ids_on(&target, FaultKind::Io),
@@ -300,7 +306,7 @@ impl Daemon {
 
     /// `network.apply`: the fault's shaping merged with the others on the device, and/or its
     /// partition.
-    pub async fn network_apply(
+    pub(crate) async fn network_apply(
         self: &Arc<Self>,
         p: NetworkApplyParams,
     ) -> Result<FaultId, DaemonError> {
@@ -355,7 +361,7 @@ impl Daemon {
     }
 
     /// Recovers a fault from its journal record alone.
-    pub async fn undo(&self, entry: &Entry) -> Result<(), DaemonError> {
+    pub(crate) async fn undo(&self, entry: &Entry) -> Result<(), DaemonError> {
         match &entry.record {
             Record::Stress { stress_ng, .. } => {
                 stress::stop(&entry.fault_id.0, stress_ng.as_ref()).await?;
@@ -406,7 +412,7 @@ impl Daemon {
 
     /// `faults.recoverAll`: every fault; the ones recovered are returned, the first failure
     /// is the error (the others were still attempted).
-    pub async fn recover_all(
+    pub(crate) async fn recover_all(
         self: &Arc<Self>,
     ) -> Result<Vec<faultline_api::rpc::daemon::FaultEntry>, DaemonError> {
         let mut recovered = Vec::new();
@@ -427,7 +433,7 @@ impl Daemon {
     }
 
     /// The Kubernetes client (in-cluster config or `$KUBECONFIG`), made on first use.
-    pub async fn kube(&self) -> Result<kube::Client, DaemonError> {
+    pub(crate) async fn kube(&self) -> Result<kube::Client, DaemonError> {
         self.kube
             .get_or_try_init(|| async {
                 kube::Client::try_default().await.map_err(|e| {

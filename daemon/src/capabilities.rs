@@ -8,7 +8,7 @@ use crate::containerd::Containerd;
 
 /// Probes the node: containerd (when reachable), the cgroup layout, the qdisc kinds the
 /// kernel accepts, stress-ng.
-pub async fn probe(
+pub(crate) async fn probe(
     runtime: Option<&Containerd>,
     cgroup: CgroupLayout,
     stress_ng: bool,

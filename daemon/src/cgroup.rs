@@ -14,18 +14,18 @@ use faultline_api::rpc::daemon::CgroupLayout;
 
 /// A mounted cgroup hierarchy.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Hierarchy {
+pub(crate) struct Hierarchy {
     /// Where it is mounted.
-    pub mountpoint: PathBuf,
+    pub(crate) mountpoint: PathBuf,
     /// The cgroup path the mount shows as its root (`/` on the host).
-    pub root: String,
+    pub(crate) root: String,
     /// v1: its controllers (`cpu`, `memory`, `name=systemd`, …); v2: empty.
-    pub controllers: Vec<String>,
-    pub v2: bool,
+    pub(crate) controllers: Vec<String>,
+    pub(crate) v2: bool,
 }
 
 /// The mounted hierarchies, from mountinfo text.
-pub fn hierarchies(mountinfo: &str) -> Vec<Hierarchy> {
+pub(crate) fn hierarchies(mountinfo: &str) -> Vec<Hierarchy> {
     mountinfo
         .lines()
         .filter_map(|line| {
@@ -71,7 +71,7 @@ fn unescape(s: &str) -> String {
 }
 
 /// v1, v2 or hybrid, from the mounted hierarchies.
-pub fn layout(hierarchies: &[Hierarchy]) -> CgroupLayout {
+pub(crate) fn layout(hierarchies: &[Hierarchy]) -> CgroupLayout {
     let v1 = hierarchies
         .iter()
         .any(|h| !h.v2 && !h.controllers.is_empty());
@@ -84,14 +84,14 @@ pub fn layout(hierarchies: &[Hierarchy]) -> CgroupLayout {
 }
 
 /// The layout of this host.
-pub fn host_layout() -> std::io::Result<(CgroupLayout, Vec<Hierarchy>)> {
+pub(crate) fn host_layout() -> std::io::Result<(CgroupLayout, Vec<Hierarchy>)> {
     let h = hierarchies(&fs::read_to_string("/proc/self/mountinfo")?);
     Ok((layout(&h), h))
 }
 
 /// The directories of the cgroups named by `/proc/<pid>/cgroup` text: one per v1 hierarchy the
 /// process is in, plus its v2 cgroup when a v2 hierarchy is mounted.
-pub fn cgroup_dirs(proc_cgroup: &str, hierarchies: &[Hierarchy]) -> Vec<PathBuf> {
+pub(crate) fn cgroup_dirs(proc_cgroup: &str, hierarchies: &[Hierarchy]) -> Vec<PathBuf> {
     let mut dirs = Vec::new();
     for line in proc_cgroup.lines() {
         let mut parts = line.splitn(3, ':');
@@ -124,7 +124,7 @@ pub fn cgroup_dirs(proc_cgroup: &str, hierarchies: &[Hierarchy]) -> Vec<PathBuf>
 
 /// Why a process could not join a cgroup.
 #[derive(Debug, thiserror::Error)]
-pub enum CgroupError {
+pub(crate) enum CgroupError {
     #[error("{}: {source}", path.display())]
     Io {
         path: PathBuf,
@@ -138,7 +138,7 @@ pub enum CgroupError {
 }
 
 /// The cgroup directories of process `pid`.
-pub fn dirs_of(pid: u32, hierarchies: &[Hierarchy]) -> Result<Vec<PathBuf>, CgroupError> {
+pub(crate) fn dirs_of(pid: u32, hierarchies: &[Hierarchy]) -> Result<Vec<PathBuf>, CgroupError> {
     let path = PathBuf::from(format!("/proc/{pid}/cgroup"));
     let text = fs::read_to_string(&path).map_err(|source| CgroupError::Io { path, source })?;
     let dirs: Vec<PathBuf> = cgroup_dirs(&text, hierarchies)
@@ -151,21 +151,9 @@ pub fn dirs_of(pid: u32, hierarchies: &[Hierarchy]) -> Result<Vec<PathBuf>, Cgro
     Ok(dirs)
 }
 
-/// Moves process `pid` into every cgroup in `dirs`.
-pub fn join(pid: u32, dirs: &[PathBuf]) -> Result<(), CgroupError> {
-    for dir in dirs {
-        let procs = dir.join("cgroup.procs");
-        fs::write(&procs, pid.to_string()).map_err(|source| CgroupError::Io {
-            path: procs.clone(),
-            source,
-        })?;
-    }
-    Ok(())
-}
-
 /// The memory limit of the cgroups in `dirs` (v1 `memory.limit_in_bytes`, v2 `memory.max`),
 /// `None` when there is none (v1 reports "no limit" as a huge number).
-pub fn memory_limit(dirs: &[PathBuf]) -> Option<u64> {
+pub(crate) fn memory_limit(dirs: &[PathBuf]) -> Option<u64> {
     dirs.iter().find_map(|d| {
         let read = |name: &str| fs::read_to_string(d.join(name)).ok();
         let value = read("memory.max").or_else(|| read("memory.limit_in_bytes"))?;
@@ -175,7 +163,7 @@ pub fn memory_limit(dirs: &[PathBuf]) -> Option<u64> {
 }
 
 /// The host's memory (`MemTotal` of /proc/meminfo), in bytes.
-pub fn host_memory(meminfo: &Path) -> Option<u64> {
+pub(crate) fn host_memory(meminfo: &Path) -> Option<u64> {
     let text = fs::read_to_string(meminfo).ok()?;
     let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;

@@ -15,7 +15,7 @@ use containerd_client::tonic::transport::Channel;
 use containerd_client::tonic::{Code, Request, Status};
 
 /// Where containerd's socket usually is, tried in order when `--containerd-socket` is absent.
-pub const KNOWN_SOCKETS: &[&str] = &[
+pub(crate) const KNOWN_SOCKETS: &[&str] = &[
     "/run/containerd/containerd.sock",
     "/run/k3s/containerd/containerd.sock",
     "/var/snap/microk8s/common/run/containerd.sock",
@@ -30,7 +30,7 @@ const SANDBOX_ID_ANNOTATION: &str = "io.kubernetes.cri.sandbox-id";
 
 /// Why the runtime could not do what was asked.
 #[derive(Debug, thiserror::Error)]
-pub enum RuntimeError {
+pub(crate) enum RuntimeError {
     #[error(
         "container id `{id}`: runtime `{scheme}` is not supported; supported: containerd \
          (`containerd://<id>`)"
@@ -53,7 +53,7 @@ pub enum RuntimeError {
 }
 
 /// The id of `containerd://<id>`; other schemes are refused by name.
-pub fn container_id(target: &str) -> Result<&str, RuntimeError> {
+pub(crate) fn container_id(target: &str) -> Result<&str, RuntimeError> {
     match target.split_once("://") {
         Some(("containerd", id)) if !id.is_empty() && !id.contains('/') => Ok(id),
         Some(("containerd", _)) => Err(RuntimeError::BadContainerId { id: target.into() }),
@@ -67,17 +67,20 @@ pub fn container_id(target: &str) -> Result<&str, RuntimeError> {
 
 /// A connection to containerd in one namespace.
 #[derive(Debug, Clone)]
-pub struct Containerd {
-    pub socket: PathBuf,
-    pub namespace: String,
-    pub version: String,
+pub(crate) struct Containerd {
+    pub(crate) socket: PathBuf,
+    pub(crate) namespace: String,
+    pub(crate) version: String,
     channel: Channel,
 }
 
 impl Containerd {
     /// Connects to `socket`, or the first of [`KNOWN_SOCKETS`] that exists, and asks its
     /// version (so "reachable" means it answered).
-    pub async fn connect(socket: Option<&Path>, namespace: &str) -> Result<Self, RuntimeError> {
+    pub(crate) async fn connect(
+        socket: Option<&Path>,
+        namespace: &str,
+    ) -> Result<Self, RuntimeError> {
         let socket = match socket {
             Some(s) => s.to_path_buf(),
             None => KNOWN_SOCKETS
@@ -144,7 +147,7 @@ impl Containerd {
     }
 
     /// The pid of the container's task (its init process).
-    pub async fn task_pid(&self, id: &str) -> Result<u32, RuntimeError> {
+    pub(crate) async fn task_pid(&self, id: &str) -> Result<u32, RuntimeError> {
         let req = self.request(
             id,
             GetRequest {
@@ -169,7 +172,7 @@ impl Containerd {
     }
 
     /// Sends `signal` to the container's task (every process of it with `all`).
-    pub async fn kill(&self, id: &str, signal: i32, all: bool) -> Result<(), RuntimeError> {
+    pub(crate) async fn kill(&self, id: &str, signal: i32, all: bool) -> Result<(), RuntimeError> {
         let req = self.request(
             id,
             KillRequest {
@@ -188,7 +191,7 @@ impl Containerd {
 
     /// The pod sandbox of a CRI container (from its OCI spec's annotations); `None` for a
     /// container that is not part of a pod (or is the sandbox itself).
-    pub async fn sandbox_id(&self, id: &str) -> Result<Option<String>, RuntimeError> {
+    pub(crate) async fn sandbox_id(&self, id: &str) -> Result<Option<String>, RuntimeError> {
         let req = self.request(id, GetContainerRequest { id: id.into() })?;
         let container = ContainersClient::new(self.channel.clone())
             .get(req)

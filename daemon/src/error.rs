@@ -24,15 +24,15 @@ use crate::pod_failure::PodFailureError;
 use crate::process::ProcessError;
 use crate::stress::StressError;
 
-pub const TARGET_NOT_FOUND: i32 = -32001;
-pub const UNREACHABLE: i32 = -32002;
-pub const FAULT_FAILED: i32 = -32003;
-pub const UNKNOWN_FAULT: i32 = -32004;
-pub const NOT_AVAILABLE: i32 = -32005;
+pub(crate) const TARGET_NOT_FOUND: i32 = -32001;
+pub(crate) const UNREACHABLE: i32 = -32002;
+pub(crate) const FAULT_FAILED: i32 = -32003;
+pub(crate) const UNKNOWN_FAULT: i32 = -32004;
+pub(crate) const NOT_AVAILABLE: i32 = -32005;
 
 /// A failed call.
 #[derive(Debug, thiserror::Error)]
-pub enum DaemonError {
+pub(crate) enum DaemonError {
     #[error("invalid params")]
     InvalidParams(Vec<Violation>),
     #[error(transparent)]
@@ -63,7 +63,7 @@ pub enum DaemonError {
 
 impl DaemonError {
     /// One invalid field.
-    pub fn invalid(
+    pub(crate) fn invalid(
         field: impl Into<String>,
         reason: impl Into<String>,
         rule: &'static str,
@@ -104,7 +104,7 @@ impl DaemonError {
     }
 
     /// As a JSON-RPC error of a call about `target`.
-    pub fn to_rpc(&self, target: Option<&Target>) -> ErrorObjectOwned {
+    pub(crate) fn to_rpc(&self, target: Option<&Target>) -> ErrorObjectOwned {
         match self {
             DaemonError::InvalidParams(v) => return invalid_params(v),
             DaemonError::Runtime(
@@ -150,7 +150,7 @@ impl DaemonError {
 }
 
 /// `container containerd://…` or `process 42`.
-pub fn describe(target: &Target) -> String {
+pub(crate) fn describe(target: &Target) -> String {
     match target {
         Target::Container { container_id } => format!("container {container_id}"),
         Target::Pid { pid } => format!("process {pid}"),

@@ -31,13 +31,13 @@ struct Active {
 }
 
 /// The applied faults of this node.
-pub struct Registry {
+pub(crate) struct Registry {
     journal: Journal,
     active: Mutex<BTreeMap<FaultId, Active>>,
 }
 
 impl Registry {
-    pub fn new(journal: Journal) -> Self {
+    pub(crate) fn new(journal: Journal) -> Self {
         Self {
             journal,
             active: Mutex::new(BTreeMap::new()),
@@ -50,12 +50,12 @@ impl Registry {
         self.active.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn journal(&self) -> &Journal {
+    pub(crate) fn journal(&self) -> &Journal {
         &self.journal
     }
 
     /// Journals `entry` and registers it (no timer yet): step one of every apply.
-    pub fn begin(&self, entry: Entry) -> Result<(), DaemonError> {
+    pub(crate) fn begin(&self, entry: Entry) -> Result<(), DaemonError> {
         self.journal.write(&entry)?;
         self.lock()
             .insert(entry.fault_id.clone(), Active { entry, timer: None });
@@ -63,7 +63,7 @@ impl Registry {
     }
 
     /// Rewrites the entry of a fault being applied (what the apply learned).
-    pub fn update(&self, entry: Entry) -> Result<(), DaemonError> {
+    pub(crate) fn update(&self, entry: Entry) -> Result<(), DaemonError> {
         self.journal.write(&entry)?;
         if let Some(active) = self.lock().get_mut(&entry.fault_id) {
             active.entry = entry;
@@ -72,7 +72,7 @@ impl Registry {
     }
 
     /// Drops a fault whose apply failed and was undone.
-    pub fn abandon(&self, id: &FaultId) {
+    pub(crate) fn abandon(&self, id: &FaultId) {
         if let Some(t) = self.lock().remove(id).and_then(|a| a.timer) {
             t.abort();
         }
@@ -82,7 +82,7 @@ impl Registry {
     }
 
     /// Takes a fault out for recovery.
-    pub fn take(&self, id: &FaultId) -> Option<Entry> {
+    pub(crate) fn take(&self, id: &FaultId) -> Option<Entry> {
         // The fault's timer is left to run (its handle dropped, not aborted): the timer may be
         // the caller, and aborting it would cancel this very recovery at its next await. A
         // timer that wakes for a fault already recovered finds nothing and ends.
@@ -91,13 +91,13 @@ impl Registry {
     }
 
     /// Puts back a fault whose recovery failed.
-    pub fn put_back(&self, entry: Entry) {
+    pub(crate) fn put_back(&self, entry: Entry) {
         self.lock()
             .insert(entry.fault_id.clone(), Active { entry, timer: None });
     }
 
     /// Arms `timer` for the fault (replacing any earlier one).
-    pub fn set_timer(&self, id: &FaultId, timer: tokio::task::JoinHandle<()>) {
+    pub(crate) fn set_timer(&self, id: &FaultId, timer: tokio::task::JoinHandle<()>) {
         match self.lock().get_mut(id) {
             Some(active) => {
                 if let Some(old) = active.timer.replace(timer) {
@@ -108,16 +108,16 @@ impl Registry {
         }
     }
 
-    pub fn list(&self) -> Vec<FaultEntry> {
+    pub(crate) fn list(&self) -> Vec<FaultEntry> {
         self.lock().values().map(|a| a.entry.listed()).collect()
     }
 
-    pub fn kind_of(&self, id: &FaultId) -> Option<faultline_api::rpc::daemon::FaultKind> {
+    pub(crate) fn kind_of(&self, id: &FaultId) -> Option<faultline_api::rpc::daemon::FaultKind> {
         self.lock().get(id).map(|a| a.entry.record.kind())
     }
 
     /// Ids of the pod-failure holds on `namespace/pod`.
-    pub fn pod_failures_on(&self, namespace: &str, pod: &str) -> Vec<FaultId> {
+    pub(crate) fn pod_failures_on(&self, namespace: &str, pod: &str) -> Vec<FaultId> {
         self.lock()
             .values()
             .filter(|a| {
@@ -129,7 +129,7 @@ impl Registry {
 
     /// The shaping of every network fault on namespace `inode`'s `device`, in the order they
     /// were applied, leaving out `except`.
-    pub fn shapings_on(
+    pub(crate) fn shapings_on(
         &self,
         inode: u64,
         device: &str,
@@ -160,12 +160,12 @@ impl Registry {
         found.into_iter().map(|(_, _, s)| s).collect()
     }
 
-    pub fn ids(&self) -> Vec<FaultId> {
+    pub(crate) fn ids(&self) -> Vec<FaultId> {
         self.lock().keys().cloned().collect()
     }
 
     /// Ids of the faults of `kind` on `target`, as the client named it.
-    pub fn ids_on(
+    pub(crate) fn ids_on(
         &self,
         target: &Target,
         kind: faultline_api::rpc::daemon::FaultKind,
@@ -179,7 +179,7 @@ impl Registry {
 }
 
 /// Recovers fault `id` now; on failure it stays registered (and journaled).
-pub async fn recover(
+pub(crate) async fn recover(
     daemon: &Arc<Daemon>,
     id: &FaultId,
     reason: Reason,
@@ -207,7 +207,7 @@ pub async fn recover(
 
 /// Recovers `id` after `delay`, retrying with backoff until it succeeds (or the fault is
 /// recovered some other way).
-pub fn recover_later(daemon: &Arc<Daemon>, id: FaultId, delay: Duration, reason: Reason) {
+pub(crate) fn recover_later(daemon: &Arc<Daemon>, id: FaultId, delay: Duration, reason: Reason) {
     let task_daemon = daemon.clone();
     let task_id = id.clone();
     let timer = tokio::spawn(async move {
@@ -228,7 +228,7 @@ pub fn recover_later(daemon: &Arc<Daemon>, id: FaultId, delay: Duration, reason:
 
 /// Start-up: every fault an earlier run journaled is recovered (retried in the background
 /// until it is). Returns how many entries were found and how many were unreadable.
-pub async fn recover_journal(daemon: &Arc<Daemon>) -> Result<(usize, usize), DaemonError> {
+pub(crate) async fn recover_journal(daemon: &Arc<Daemon>) -> Result<(usize, usize), DaemonError> {
     let (entries, unreadable) = daemon.faults.journal().load()?;
     for bad in &unreadable {
         tracing::error!(path = %bad.path.display(), reason = %bad.reason, "journal entry unreadable; set aside as .corrupt, not recovered");

@@ -25,27 +25,27 @@
 //! by the daemon when it expires; SIGTERM recovers every fault before exiting. See
 //! `docs/daemon.md`.
 
-pub mod apply;
-pub mod capabilities;
-pub mod cgroup;
-pub mod clock;
-pub mod containerd;
-pub mod error;
-pub mod faults;
+pub(crate) mod apply;
+pub(crate) mod capabilities;
+pub(crate) mod cgroup;
+pub(crate) mod clock;
+pub(crate) mod containerd;
+pub(crate) mod error;
+pub(crate) mod faults;
 pub mod io_relay;
 pub mod journal;
-pub mod methods;
-pub mod metrics;
+pub(crate) mod methods;
+pub(crate) mod metrics;
 pub mod netns;
 pub mod network;
 pub mod pod_failure;
 pub mod process;
-pub mod qdisc_probe;
+pub(crate) mod qdisc_probe;
 pub mod record;
-pub mod server;
-pub mod stress;
-pub mod target;
-pub mod tls;
+pub(crate) mod server;
+pub(crate) mod stress;
+pub(crate) mod target;
+pub(crate) mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -125,20 +125,20 @@ pub struct Config {
 
 /// What the operations need from the flags.
 #[derive(Debug, Clone)]
-pub struct Settings {
-    pub containerd_socket: Option<PathBuf>,
-    pub containerd_namespace: String,
-    pub sidecar_port: u16,
-    pub pause_image: String,
-    pub stress_ng: Option<PathBuf>,
+pub(crate) struct Settings {
+    pub(crate) containerd_socket: Option<PathBuf>,
+    pub(crate) containerd_namespace: String,
+    pub(crate) sidecar_port: u16,
+    pub(crate) pause_image: String,
+    pub(crate) stress_ng: Option<PathBuf>,
 }
 
 /// The daemon's state, shared by every call.
-pub struct Daemon {
-    pub settings: Settings,
-    pub faults: Registry,
-    pub metrics: Metrics,
-    pub capabilities: Capabilities,
+pub(crate) struct Daemon {
+    pub(crate) settings: Settings,
+    pub(crate) faults: Registry,
+    pub(crate) metrics: Metrics,
+    pub(crate) capabilities: Capabilities,
     hierarchies: Vec<Hierarchy>,
     runtime: tokio::sync::Mutex<Option<Containerd>>,
     kube: tokio::sync::OnceCell<kube::Client>,
@@ -149,7 +149,7 @@ pub struct Daemon {
 
 impl Daemon {
     /// Opens the journal (taking its lock) and probes the node.
-    pub async fn new(config: &Config) -> anyhow::Result<Arc<Self>> {
+    pub(crate) async fn new(config: &Config) -> anyhow::Result<Arc<Self>> {
         let journal = Journal::open(&config.state_dir)?;
         let (layout, hierarchies) =
             cgroup::host_layout().context("read /proc/self/mountinfo for the cgroup layout")?;

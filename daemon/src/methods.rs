@@ -23,7 +23,7 @@ use crate::faults::recover;
 use crate::metrics::Reason;
 
 /// Every method, for the unknown-method answer.
-pub const METHODS: &[&str] = &[
+pub(crate) const METHODS: &[&str] = &[
     "capabilities",
     "container.pid",
     "container.kill",
@@ -147,7 +147,7 @@ fn register_stop(
 }
 
 /// Builds the RPC methods.
-pub fn module(daemon: Arc<Daemon>) -> Result<RpcModule<Arc<Daemon>>, RegisterMethodError> {
+pub(crate) fn module(daemon: Arc<Daemon>) -> Result<RpcModule<Arc<Daemon>>, RegisterMethodError> {
     let mut m = RpcModule::new(daemon);
     m.register_method("capabilities", |params, daemon, _| {
         let started = Instant::now();

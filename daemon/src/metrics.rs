@@ -21,7 +21,7 @@ use prometheus_client::registry::Registry;
 
 /// Why a fault was recovered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reason {
+pub(crate) enum Reason {
     Request,
     Ttl,
     Startup,
@@ -29,7 +29,7 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Reason::Request => "request",
             Reason::Ttl => "ttl",
@@ -39,7 +39,7 @@ impl Reason {
     }
 }
 
-pub fn kind_name(kind: FaultKind) -> &'static str {
+pub(crate) fn kind_name(kind: FaultKind) -> &'static str {
     match kind {
         FaultKind::Network => "network",
         FaultKind::Stress => "stress",
@@ -71,7 +71,7 @@ struct MethodLabels {
 }
 
 /// The daemon's metrics.
-pub struct Metrics {
+pub(crate) struct Metrics {
     registry: Registry,
     applied: Family<KindLabels, Counter>,
     recovered: Family<RecoveredLabels, Counter>,
@@ -89,7 +89,7 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let mut registry = Registry::with_prefix("faultline_daemon");
         let applied = Family::<KindLabels, Counter>::default();
         let recovered = Family::<RecoveredLabels, Counter>::default();
@@ -135,13 +135,13 @@ impl Metrics {
         }
     }
 
-    pub fn applied(&self, kind: FaultKind) {
+    pub(crate) fn applied(&self, kind: FaultKind) {
         let kind = kind_name(kind);
         self.applied.get_or_create(&KindLabels { kind }).inc();
         self.active.get_or_create(&KindLabels { kind }).inc();
     }
 
-    pub fn recovered(&self, kind: FaultKind, reason: Reason) {
+    pub(crate) fn recovered(&self, kind: FaultKind, reason: Reason) {
         let kind = kind_name(kind);
         self.recovered
             .get_or_create(&RecoveredLabels {
@@ -153,7 +153,7 @@ impl Metrics {
     }
 
     /// A fault journaled by an earlier run, active again until it is recovered.
-    pub fn adopted(&self, kind: FaultKind) {
+    pub(crate) fn adopted(&self, kind: FaultKind) {
         self.active
             .get_or_create(&KindLabels {
                 kind: kind_name(kind),
@@ -161,7 +161,7 @@ impl Metrics {
             .inc();
     }
 
-    pub fn recovery_failed(&self, kind: FaultKind) {
+    pub(crate) fn recovery_failed(&self, kind: FaultKind) {
         self.recovery_failures
             .get_or_create(&KindLabels {
                 kind: kind_name(kind),
@@ -169,11 +169,11 @@ impl Metrics {
             .inc();
     }
 
-    pub fn unreadable(&self, n: u64) {
+    pub(crate) fn unreadable(&self, n: u64) {
         self.unreadable.inc_by(n);
     }
 
-    pub fn call(&self, method: &str, ok: bool, took: Duration) {
+    pub(crate) fn call(&self, method: &str, ok: bool, took: Duration) {
         self.calls
             .get_or_create(&CallLabels {
                 method: method.to_owned(),
@@ -188,7 +188,7 @@ impl Metrics {
     }
 
     /// The OpenMetrics text.
-    pub fn encode(&self) -> String {
+    pub(crate) fn encode(&self) -> String {
         let mut out = String::new();
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out

@@ -15,7 +15,7 @@ use crate::network::ack::{AckError, Connection, Nack};
 use crate::network::tc::{QdiscAddr, TC_H_ROOT, del_qdisc, probe_kind, to_bytes};
 
 /// The kinds `capabilities()` reports.
-pub const KINDS: &[&str] = &["netem", "tbf"];
+pub(crate) const KINDS: &[&str] = &["netem", "tbf"];
 
 /// The loopback device of a new namespace.
 const LO_INDEX: u32 = 1;
@@ -51,7 +51,7 @@ fn probe_blocking() -> std::io::Result<BTreeMap<String, bool>> {
 
 /// Probes every kind of [`KINDS`]; a probe that cannot run (no CAP_NET_ADMIN) reports every
 /// kind unavailable and says why in the log.
-pub async fn probe_all() -> BTreeMap<String, bool> {
+pub(crate) async fn probe_all() -> BTreeMap<String, bool> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     let spawned = std::thread::Builder::new()
         .name("faultline-qdisc-probe".into())

@@ -16,7 +16,7 @@ use crate::methods::{METHODS, module};
 
 /// Why a listener could not start.
 #[derive(Debug, thiserror::Error)]
-pub enum ListenError {
+pub(crate) enum ListenError {
     #[error(
         "--insecure-listen {addr}: not a loopback address; plain HTTP would let anyone on the \
          network apply faults. Use --listen with --tls-cert, --tls-key and --client-ca"
@@ -31,7 +31,7 @@ pub enum ListenError {
 }
 
 /// The daemon's GET endpoints.
-pub struct DaemonEndpoints(pub Arc<Daemon>);
+pub(crate) struct DaemonEndpoints(pub Arc<Daemon>);
 
 impl Endpoints for DaemonEndpoints {
     async fn get(&self, path: &str) -> Option<HttpResponse> {
@@ -44,7 +44,7 @@ impl Endpoints for DaemonEndpoints {
 }
 
 /// Resolves `addr` and, for `--insecure-listen`, checks that every address is loopback.
-pub fn checked_insecure(addr: &str) -> Result<Vec<SocketAddr>, ListenError> {
+pub(crate) fn checked_insecure(addr: &str) -> Result<Vec<SocketAddr>, ListenError> {
     let addrs: Vec<SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(addr)
         .map_err(|e| ListenError::Bind {
             flag: "--insecure-listen",
@@ -72,17 +72,17 @@ async fn bind(
 }
 
 /// The running listeners.
-pub struct Servers {
-    pub handle: ServerHandle,
+pub(crate) struct Servers {
+    pub(crate) handle: ServerHandle,
     /// The bound addresses (port 0 resolved), for logs and tests.
-    pub tls: Option<SocketAddr>,
-    pub insecure: Vec<SocketAddr>,
-    pub metrics: Option<SocketAddr>,
+    pub(crate) tls: Option<SocketAddr>,
+    pub(crate) insecure: Vec<SocketAddr>,
+    pub(crate) metrics: Option<SocketAddr>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Servers {
-    pub fn stop(self) {
+    pub(crate) fn stop(self) {
         let _ = self.handle.stop();
         for t in self.tasks {
             t.abort();
@@ -91,7 +91,7 @@ impl Servers {
 }
 
 /// Starts every listener the flags ask for.
-pub async fn start(
+pub(crate) async fn start(
     daemon: Arc<Daemon>,
     tls: Option<(SocketAddr, Arc<rustls::ServerConfig>)>,
     insecure: &[SocketAddr],

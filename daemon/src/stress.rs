@@ -27,11 +27,11 @@ use nix::unistd::Pid;
 use crate::process::{ProcessRef, pids_with_env};
 
 /// The environment variable that marks every process of a stress fault.
-pub const FAULT_ENV: &str = "FAULTLINE_FAULT_ID";
+pub(crate) const FAULT_ENV: &str = "FAULTLINE_FAULT_ID";
 
 /// Why stress could not start or stop.
 #[derive(Debug, thiserror::Error)]
-pub enum StressError {
+pub(crate) enum StressError {
     #[error("stress-ng is not installed (looked for {})", path.display())]
     NotInstalled { path: PathBuf },
     #[error("stress-ng refused the arguments `{args}`: {stderr}")]
@@ -47,7 +47,7 @@ pub enum StressError {
 }
 
 /// Where stress-ng is: `$PATH`, else the Debian location.
-pub fn find_stress_ng() -> Option<PathBuf> {
+pub(crate) fn find_stress_ng() -> Option<PathBuf> {
     std::env::var_os("PATH")
         .into_iter()
         .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
@@ -57,7 +57,7 @@ pub fn find_stress_ng() -> Option<PathBuf> {
 }
 
 /// Checks the arguments with `stress-ng --dry-run` (parses them, runs nothing).
-pub async fn check_args(stress_ng: &Path, plan: &StressPlan) -> Result<(), StressError> {
+pub(crate) async fn check_args(stress_ng: &Path, plan: &StressPlan) -> Result<(), StressError> {
     let out = tokio::process::Command::new(stress_ng)
         .arg("--dry-run")
         .args(&plan.args)
@@ -82,7 +82,7 @@ pub async fn check_args(stress_ng: &Path, plan: &StressPlan) -> Result<(), Stres
 
 /// Starts stress-ng as `plan` says, inside the cgroups `cgroup_dirs` (the target's), marked
 /// with `fault_id`. Returns stress-ng's process; a task reaps it when it exits.
-pub fn start(
+pub(crate) fn start(
     stress_ng: &Path,
     plan: &StressPlan,
     target_pid: u32,
@@ -160,7 +160,10 @@ fn write_file(path: &std::ffi::CStr, bytes: &[u8]) -> std::io::Result<()> {
 
 /// Kills every process of the fault: stress-ng's group, then whatever still carries the mark;
 /// waits (up to 2 s) until none is left.
-pub async fn stop(fault_id: &str, stress_ng: Option<&ProcessRef>) -> Result<(), StressError> {
+pub(crate) async fn stop(
+    fault_id: &str,
+    stress_ng: Option<&ProcessRef>,
+) -> Result<(), StressError> {
     if let Some(p) = stress_ng.filter(|p| p.is_alive()) {
         let _ = killpg(Pid::from_raw(p.pid as i32), Signal::SIGKILL);
     }

@@ -12,7 +12,7 @@ use crate::process::ProcessRef;
 impl Daemon {
     /// The containerd connection, made on first use (and again after a failed attempt, so a
     /// containerd that starts after the daemon is found).
-    pub async fn runtime(&self) -> Result<Containerd, DaemonError> {
+    pub(crate) async fn runtime(&self) -> Result<Containerd, DaemonError> {
         let mut slot = self.runtime.lock().await;
         if let Some(c) = slot.as_ref() {
             return Ok(c.clone());
@@ -27,7 +27,7 @@ impl Daemon {
     }
 
     /// The target's (init) process.
-    pub async fn resolve(&self, target: &Target) -> Result<ProcessRef, DaemonError> {
+    pub(crate) async fn resolve(&self, target: &Target) -> Result<ProcessRef, DaemonError> {
         let pid = match target {
             Target::Pid { pid } => *pid,
             Target::Container { container_id: cid } => {
@@ -41,7 +41,7 @@ impl Daemon {
     /// A process in the target's network namespace that lives as long as the pod: the pod
     /// sandbox's when the container belongs to one, so a fault on the pod's network survives
     /// (and can be recovered across) restarts of the app container (Chaos Mesh #4827).
-    pub async fn resolve_netns(&self, target: &Target) -> Result<ProcessRef, DaemonError> {
+    pub(crate) async fn resolve_netns(&self, target: &Target) -> Result<ProcessRef, DaemonError> {
         if let Target::Container { container_id: cid } = target {
             let id = container_id(cid)?;
             let runtime = self.runtime().await?;

@@ -12,7 +12,7 @@ use rustls::server::WebPkiClientVerifier;
 
 /// Why TLS could not be set up.
 #[derive(Debug, thiserror::Error)]
-pub enum TlsError {
+pub(crate) enum TlsError {
     #[error("{flag} {}: {reason}", path.display())]
     File {
         flag: &'static str,
@@ -63,7 +63,7 @@ fn key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
 }
 
 /// The server configuration: `cert`/`key` served, clients verified against `client_ca`.
-pub fn server_config(
+pub(crate) fn server_config(
     cert: &Path,
     key_path: &Path,
     client_ca: &Path,

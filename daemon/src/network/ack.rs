@@ -22,16 +22,16 @@ const NLMSG_HDRLEN: usize = 16;
 /// The kernel refused a request.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[error("kernel refused the request: errno {errno}{}", .message.as_deref().map(|m| format!(" ({m})")).unwrap_or_default())]
-pub struct Nack {
+pub(crate) struct Nack {
     /// Positive errno (`ENOENT` = 2, `EINVAL` = 22, …).
-    pub errno: i32,
+    pub(crate) errno: i32,
     /// The extended-ACK message, if the kernel sent one. For humans only.
-    pub message: Option<String>,
+    pub(crate) message: Option<String>,
 }
 
 /// What went wrong in an exchange.
 #[derive(Debug, Error)]
-pub enum AckError {
+pub(crate) enum AckError {
     #[error("netlink socket: {0}")]
     Io(#[from] io::Error),
     #[error(transparent)]

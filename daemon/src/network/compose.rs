@@ -23,15 +23,15 @@ use serde::{Deserialize, Serialize};
 /// The shaping of one device: what its netem and tbf carry (either may be absent).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Shaping {
+pub(crate) struct Shaping {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub netem: Option<NetemParams>,
+    pub(crate) netem: Option<NetemParams>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bandwidth: Option<TbfParams>,
+    pub(crate) bandwidth: Option<TbfParams>,
 }
 
 impl Shaping {
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.netem.is_none() && self.bandwidth.is_none()
     }
 }
@@ -49,7 +49,7 @@ fn first_max<T: Copy, K: Ord>(items: &[T], key: impl Fn(&T) -> K) -> Option<T> {
 }
 
 /// The merged shaping of `faults` (in the order they were applied).
-pub fn compose(faults: &[Shaping]) -> Shaping {
+pub(crate) fn compose(faults: &[Shaping]) -> Shaping {
     let netems: Vec<NetemParams> = faults.iter().filter_map(|f| f.netem).collect();
     let netem = (!netems.is_empty()).then(|| {
         let mut n = NetemParams::default();

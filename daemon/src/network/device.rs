@@ -6,7 +6,7 @@ use std::path::Path;
 
 /// Why no device could be chosen.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum DeviceError {
+pub(crate) enum DeviceError {
     #[error(
         "device `{name}` does not exist in the target's network namespace (devices: {present})"
     )]
@@ -19,13 +19,13 @@ pub enum DeviceError {
 }
 
 /// `eth0@if12` (how `ip link` shows a veth) → `eth0`.
-pub fn normalize(name: &str) -> &str {
+pub(crate) fn normalize(name: &str) -> &str {
     name.split_once('@').map_or(name, |(dev, _)| dev).trim()
 }
 
 /// The interface of the IPv4 default route in `/proc/net/route` text, else of the IPv6 one in
 /// `/proc/net/ipv6_route` text.
-pub fn default_route_device(route_v4: &str, route_v6: &str) -> Option<String> {
+pub(crate) fn default_route_device(route_v4: &str, route_v6: &str) -> Option<String> {
     let v4 = route_v4.lines().skip(1).find_map(|line| {
         let f: Vec<&str> = line.split_whitespace().collect();
         // Iface Destination Gateway Flags RefCnt Use Metric Mask …; RTF_UP = 0x1.
@@ -70,7 +70,7 @@ fn devices_present() -> String {
 }
 
 /// The device (name, ifindex) for a fault, in the calling thread's network namespace.
-pub fn resolve(requested: Option<&str>) -> Result<(String, u32), DeviceError> {
+pub(crate) fn resolve(requested: Option<&str>) -> Result<(String, u32), DeviceError> {
     let name = match requested {
         Some(name) => normalize(name).to_owned(),
         None => {

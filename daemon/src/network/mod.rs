@@ -11,10 +11,10 @@
 //! ([`crate::netns`]) — never on a Tokio worker.
 
 pub(crate) mod ack;
-pub mod compose;
-pub mod device;
-pub mod partition;
-pub mod qdisc;
+pub(crate) mod compose;
+pub(crate) mod device;
+pub(crate) mod partition;
+pub(crate) mod qdisc;
 pub mod tc;
 
 use faultline_api::convert::network::{NetemParams, NetworkFault, TbfParams, network_fault};
@@ -38,9 +38,9 @@ pub struct PartitionRecord {
 
 /// One `network.apply`, converted: the shaping it adds and the partition it sets.
 #[derive(Debug, Clone, PartialEq)]
-pub struct NetworkRequest {
-    pub shaping: Shaping,
-    pub partition: Option<PartitionRecord>,
+pub(crate) struct NetworkRequest {
+    pub(crate) shaping: Shaping,
+    pub(crate) partition: Option<PartitionRecord>,
 }
 
 fn spec(action: NetworkChaosAction) -> NetworkChaosSpec {
@@ -85,7 +85,7 @@ fn violations(prefix: &str, found: Vec<faultline_api::validate::Violation>) -> V
 /// Validates and converts the params with the same code the webhook and controller use
 /// (`faultline_api::convert::network`), so the daemon applies exactly the kernel values the
 /// spec was admitted with.
-pub fn convert(p: &NetworkApplyParams) -> Result<NetworkRequest, Vec<Violation>> {
+pub(crate) fn convert(p: &NetworkApplyParams) -> Result<NetworkRequest, Vec<Violation>> {
     let mut found = Vec::new();
     let mut shaping = Shaping::default();
     if let Some(n) = &p.netem {
@@ -147,7 +147,7 @@ pub fn convert(p: &NetworkApplyParams) -> Result<NetworkRequest, Vec<Violation>>
 
 /// Why the device could not be changed.
 #[derive(Debug, thiserror::Error)]
-pub enum NetworkError {
+pub(crate) enum NetworkError {
     #[error(transparent)]
     Device(#[from] DeviceError),
     #[error(transparent)]
@@ -177,7 +177,7 @@ fn connection() -> Result<(ack::Connection, tc::Psched), NetworkError> {
 /// In the target's namespace: sets `device`'s shaping from `before` to `after` and adds the
 /// partition of `fault_id`. On an error the device is back to `before` and no rule of the
 /// fault is left.
-pub fn apply_blocking(
+pub(crate) fn apply_blocking(
     device: &str,
     ifindex: u32,
     before: &Shaping,
@@ -213,7 +213,7 @@ pub fn apply_blocking(
 
 /// In the target's namespace: removes the partition of `fault_id` and sets `device`'s shaping
 /// to `after` (what the other faults on it still need).
-pub fn recover_blocking(
+pub(crate) fn recover_blocking(
     device: &str,
     had_partition: bool,
     after: &Shaping,
@@ -233,6 +233,6 @@ pub fn recover_blocking(
 }
 
 /// The shaping a record asked for (netem/tbf of one fault).
-pub fn shaping_of(netem: Option<NetemParams>, bandwidth: Option<TbfParams>) -> Shaping {
+pub(crate) fn shaping_of(netem: Option<NetemParams>, bandwidth: Option<TbfParams>) -> Shaping {
     Shaping { netem, bandwidth }
 }

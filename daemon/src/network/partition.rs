@@ -17,7 +17,7 @@ use faultline_api::network_chaos::Direction;
 
 /// Why a partition could not be set or removed.
 #[derive(Debug, thiserror::Error)]
-pub enum PartitionError {
+pub(crate) enum PartitionError {
     #[error("`{0}` is not an IP address or CIDR")]
     BadTarget(String),
     #[error("{program} {args}: {reason}")]
@@ -30,13 +30,13 @@ pub enum PartitionError {
 
 /// A peer: an address with a prefix length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Peer {
-    pub addr: IpAddr,
-    pub prefix: u8,
+pub(crate) struct Peer {
+    pub(crate) addr: IpAddr,
+    pub(crate) prefix: u8,
 }
 
 impl Peer {
-    pub fn parse(text: &str) -> Result<Self, PartitionError> {
+    pub(crate) fn parse(text: &str) -> Result<Self, PartitionError> {
         let bad = || PartitionError::BadTarget(text.to_owned());
         let (addr, prefix) = match text.split_once('/') {
             Some((a, p)) => (a, Some(p)),
@@ -65,7 +65,7 @@ impl Peer {
 }
 
 /// The chain names of a fault (≤ 28 characters: fault ids are `net-` + 16 hex).
-pub fn chains(fault_id: &str) -> [(String, &'static str, &'static str); 2] {
+pub(crate) fn chains(fault_id: &str) -> [(String, &'static str, &'static str); 2] {
     [
         (format!("FL-{fault_id}-O"), "OUTPUT", "-d"),
         (format!("FL-{fault_id}-I"), "INPUT", "-s"),
@@ -105,7 +105,11 @@ fn must(program: &'static str, args: &[&str]) -> Result<(), PartitionError> {
 
 /// Drops traffic to and/or from `peers` (in the calling thread's namespace). On an error,
 /// whatever was added is removed.
-pub fn apply(fault_id: &str, direction: Direction, peers: &[Peer]) -> Result<(), PartitionError> {
+pub(crate) fn apply(
+    fault_id: &str,
+    direction: Direction,
+    peers: &[Peer],
+) -> Result<(), PartitionError> {
     let result = add(fault_id, direction, peers);
     if result.is_err() {
         let _ = remove(fault_id);
@@ -156,7 +160,7 @@ fn add(fault_id: &str, direction: Direction, peers: &[Peer]) -> Result<(), Parti
 }
 
 /// Removes every rule and chain of the fault (what exists of it; idempotent).
-pub fn remove(fault_id: &str) -> Result<(), PartitionError> {
+pub(crate) fn remove(fault_id: &str) -> Result<(), PartitionError> {
     let comment = format!("faultline {fault_id}");
     for program in ["iptables", "ip6tables"] {
         for (chain, hook, _) in chains(fault_id) {

@@ -28,12 +28,12 @@ use super::tc::{
     add_qdisc, del_qdisc, handle, to_bytes,
 };
 
-pub const TBF_HANDLE: u32 = handle(0xfa17, 0);
-pub const NETEM_HANDLE: u32 = handle(0xfa18, 0);
+pub(crate) const TBF_HANDLE: u32 = handle(0xfa17, 0);
+pub(crate) const NETEM_HANDLE: u32 = handle(0xfa18, 0);
 
 /// Why the device's qdiscs could not be set.
 #[derive(Debug, thiserror::Error)]
-pub enum QdiscError {
+pub(crate) enum QdiscError {
     #[error("netem qdisc is not available in this kernel (CONFIG_NET_SCH_NETEM)")]
     NetemUnavailable,
     #[error("tbf qdisc is not available in this kernel (CONFIG_NET_SCH_TBF)")]
@@ -60,7 +60,7 @@ pub enum QdiscError {
 
 impl QdiscError {
     /// The kernel lacks a qdisc kind this node cannot provide: not worth retrying.
-    pub fn unavailable(&self) -> bool {
+    pub(crate) fn unavailable(&self) -> bool {
         matches!(
             self,
             QdiscError::NetemUnavailable | QdiscError::TbfUnavailable
