@@ -106,6 +106,9 @@ impl Sidecar {
             .body(Full::new(Bytes::from(body.to_string())))
             .map_err(|e| fail(e.to_string()))?;
         let exchange = async {
+            // After an answer the connection task needs a moment to take the next request;
+            // sending before it is ready fails with "connection was not ready".
+            self.send.ready().await.map_err(|e| fail(e.to_string()))?;
             let resp = self
                 .send
                 .send_request(req)
@@ -134,7 +137,8 @@ impl Sidecar {
     }
 }
 
-/// Adds `rules` under `ids` to the sidecar; on a refusal, removes those already added.
+/// Adds `rules` under `ids` to the sidecar; when one fails, takes back every rule this call
+/// may have added, so a failed apply leaves nothing behind.
 pub async fn apply(
     netns: &ProcessRef,
     port: u16,
@@ -146,10 +150,47 @@ pub async fn apply(
         let mut rule = rule.clone();
         rule.id = Some(id.clone());
         if let Err(err) = sidecar.call("rules.add", json!({"rule": rule})).await {
-            for added in &ids[..n] {
-                let _ = sidecar.call("rules.remove", json!({"id": added})).await;
-            }
+            // A refusal means this rule was not added. Any other failure (the connection
+            // dropped, no answer in time) may have lost the answer to a rule the sidecar did
+            // add: take that one back too (a rule it does not have counts as removed).
+            let maybe_added = match err {
+                RelayError::Refused { .. } => &ids[..n],
+                _ => &ids[..=n],
+            };
+            take_back(&mut sidecar, netns, port, maybe_added).await;
             return Err(err);
+        }
+    }
+    Ok(())
+}
+
+/// Removes the rules of a failed apply: over its connection, or over a new one when that
+/// connection is the thing that failed. What still cannot be removed is logged by id.
+async fn take_back(sidecar: &mut Sidecar, netns: &ProcessRef, port: u16, ids: &[String]) {
+    if ids.is_empty() || remove(sidecar, ids).await.is_ok() {
+        return;
+    }
+    if let Err(err) = recover(netns, port, ids).await {
+        tracing::error!(
+            pid = netns.pid,
+            rules = ?ids,
+            error = %crate::error_chain(&err),
+            "a failed io.apply could not take back the rules it may have added"
+        );
+    }
+}
+
+/// `rules.remove` of each of `ids`; a rule the sidecar does not have counts as removed.
+async fn remove(sidecar: &mut Sidecar, ids: &[String]) -> Result<(), RelayError> {
+    for id in ids {
+        match sidecar.call("rules.remove", json!({"id": id})).await {
+            Ok(_) => {}
+            Err(RelayError::Refused { data, .. })
+                if data
+                    .as_ref()
+                    .and_then(|d| d["violations"][0]["rule"].as_str())
+                    == Some("not-found") => {}
+            Err(err) => return Err(err),
         }
     }
     Ok(())
@@ -165,18 +206,7 @@ pub async fn recover(netns: &ProcessRef, port: u16, ids: &[String]) -> Result<()
         Err(RelayError::Netns(NetnsError::Gone { .. })) => return Ok(()),
         other => other?,
     };
-    for id in ids {
-        match sidecar.call("rules.remove", json!({"id": id})).await {
-            Ok(_) => {}
-            Err(RelayError::Refused { data, .. })
-                if data
-                    .as_ref()
-                    .and_then(|d| d["violations"][0]["rule"].as_str())
-                    == Some("not-found") => {}
-            Err(err) => return Err(err),
-        }
-    }
-    Ok(())
+    remove(&mut sidecar, ids).await
 }
 
 #[cfg(test)]
