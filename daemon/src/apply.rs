@@ -38,7 +38,57 @@ fn ttl(
     Ok(Some((d, clock::rfc3339(std::time::SystemTime::now() + d))))
 }
 
+/// A client-chosen fault id: `[a-z0-9-]`, 1–63 characters (a file name, an environment value
+/// and part of an iptables chain name).
+fn checked_id(id: &FaultId) -> Result<(), DaemonError> {
+    let ok = !id.0.is_empty()
+        && id.0.len() <= 63
+        && id
+            .0
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(DaemonError::invalid(
+            "faultId",
+            format!("`{}` is not 1-63 characters of a-z, 0-9 and -", id.0),
+            "invalid-fault-id",
+        ))
+    }
+}
+
 impl Daemon {
+    /// The id of a new fault, or — when the client names an active fault of this kind — that
+    /// fault with its ttl renewed (`Ok(Err(id))`: nothing else to do).
+    fn fault_id(
+        self: &Arc<Self>,
+        requested: Option<&FaultId>,
+        kind: FaultKind,
+        ttl: Option<&(std::time::Duration, String)>,
+    ) -> Result<Result<FaultId, FaultId>, DaemonError> {
+        let Some(id) = requested else {
+            return Ok(Ok(new_fault_id(kind)));
+        };
+        checked_id(id)?;
+        match self.faults.kind_of(id) {
+            None => Ok(Ok(id.clone())),
+            Some(k) if k != kind => Err(DaemonError::invalid(
+                "faultId",
+                format!("{id} is an active fault of another kind"),
+                "wrong-kind",
+            )),
+            Some(_) => {
+                if let Some((delay, expires_at)) = ttl {
+                    self.faults.renew(id, expires_at.clone())?;
+                    recover_later(self, id.clone(), *delay, Reason::Ttl);
+                    tracing::debug!(fault_id = %id, %expires_at, "ttl renewed");
+                }
+                Ok(Err(id.clone()))
+            }
+        }
+    }
+
     /// Journals a new fault, runs `act`, and on success arms its ttl; on failure the fault is
     /// dropped from the journal (`act` undoes its own partial work).
     async fn applied(
@@ -63,6 +113,9 @@ impl Daemon {
                 Ok(id)
             }
             Err(err) => {
+                // Each apply undoes its own partial work before it fails (stress kills what it
+                // started, network restores the device, io takes back the rules it may have
+                // added), so the entry can go.
                 self.faults.abandon(&id);
                 Err(err)
             }
@@ -118,7 +171,12 @@ impl Daemon {
         let spec = StressChaosSpec {
             // Only the stressors matter to the conversion; the selection is the controller's.
             scope: faultline_api::selector::PodSelector {
-                selector: Default::default(),
+                // The conversion validates the whole spec; the selection is the controller's, so
+                // any valid selector will do (an empty one is refused).
+                selector: faultline_api::selector::PodSelectorSpec {
+                    namespaces: vec!["daemon".into()],
+                    ..Default::default()
+                },
                 mode: faultline_api::selector::SelectorMode::All,
                 value: None,
             },
@@ -150,6 +208,10 @@ impl Daemon {
         p: StressStartParams,
     ) -> Result<FaultId, DaemonError> {
         let ttl = ttl("ttl", p.ttl.as_deref())?;
+        let id = match self.fault_id(p.fault_id.as_ref(), FaultKind::Stress, ttl.as_ref())? {
+            Ok(new) => new,
+            Err(renewed) => return Ok(renewed),
+        };
         let Some(stress_ng) = self.settings.stress_ng.clone() else {
             return Err(DaemonError::NotAvailable(
                 "stress-ng is not installed on this node".into(),
@@ -159,7 +221,6 @@ impl Daemon {
         let dirs = cgroup::dirs_of(target.pid, &self.hierarchies)?;
         let plan = self.stress_plan(&p, &dirs)?;
         stress::check_args(&stress_ng, &plan).await?;
-        let id = new_fault_id(FaultKind::Stress);
         let entry = Entry::new(
             id.clone(),
             Some(p.target.clone()),
@@ -187,15 +248,11 @@ impl Daemon {
         self: &Arc<Self>,
         p: PodFailureParams,
     ) -> Result<FaultId, DaemonError> {
-        if p.fault_id.is_some() {
-            return Err(DaemonError::invalid(
-                "faultId",
-                "only podFailure.recover takes a faultId",
-                "unknown-field",
-            ));
-        }
+        let id = match self.fault_id(p.fault_id.as_ref(), FaultKind::PodFailure, None)? {
+            Ok(new) => new,
+            Err(held) => return Ok(held),
+        };
         let client = self.kube().await?;
-        let id = new_fault_id(FaultKind::PodFailure);
         let pause = p
             .pause_image
             .clone()
@@ -228,9 +285,21 @@ impl Daemon {
                 "unknown-field",
             ));
         }
+        let held = self.faults.pod_failures_on(&p.namespace, &p.pod);
         let ids: Vec<FaultId> = match &p.fault_id {
-            Some(id) => vec![id.clone()],
-            None => self.faults.pod_failures_on(&p.namespace, &p.pod),
+            Some(id) if held.contains(id) => vec![id.clone()],
+            Some(id) if self.faults.kind_of(id).is_some() => {
+                return Err(DaemonError::invalid(
+                    "faultId",
+                    format!(
+                        "{id} is not a pod-failure hold on {}/{}",
+                        p.namespace, p.pod
+                    ),
+                    "wrong-kind",
+                ));
+            }
+            Some(id) => return Err(DaemonError::UnknownFault(id.clone())),
+            None => held,
         };
         for id in ids {
             recover(self, &id, Reason::Request).await?;
@@ -268,8 +337,11 @@ impl Daemon {
         if !violations.is_empty() {
             return Err(DaemonError::InvalidParams(violations));
         }
+        let id = match self.fault_id(p.fault_id.as_ref(), FaultKind::Io, None)? {
+            Ok(new) => new,
+            Err(active) => return Ok(active),
+        };
         let netns = self.resolve_netns(&p.target).await?;
-        let id = new_fault_id(FaultKind::Io);
         let ids = io_relay::rule_ids(&id.0, p.rules.len());
         let port = self.settings.sidecar_port;
         let entry = Entry::new(
@@ -295,7 +367,20 @@ impl Daemon {
         p: IoRecoverParams,
     ) -> Result<(), DaemonError> {
         let ids = match p {
-            IoRecoverParams::Fault { fault_id } => vec![fault_id],
+            IoRecoverParams::Fault { fault_id } => {
+                if self
+                    .faults
+                    .kind_of(&fault_id)
+                    .is_some_and(|k| k != FaultKind::Io)
+                {
+                    return Err(DaemonError::invalid(
+                        "faultId",
+                        format!("{fault_id} is not an I/O fault"),
+                        "wrong-kind",
+                    ));
+                }
+                vec![fault_id]
+            }
             IoRecoverParams::Target { target } => self.faults.ids_on(&target, FaultKind::Io),
         };
         for id in ids {
@@ -312,6 +397,10 @@ impl Daemon {
     ) -> Result<FaultId, DaemonError> {
         let ttl = ttl("ttl", p.ttl.as_deref())?;
         let request = network::convert(&p).map_err(DaemonError::InvalidParams)?;
+        let id = match self.fault_id(p.fault_id.as_ref(), FaultKind::Network, ttl.as_ref())? {
+            Ok(new) => new,
+            Err(renewed) => return Ok(renewed),
+        };
         let netns = self.resolve_netns(&p.target).await?;
         let inode = std::fs::metadata(netns.proc_path("ns/net"))
             .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
@@ -322,13 +411,6 @@ impl Daemon {
         })
         .await?
         .map_err(|e| DaemonError::invalid("device", e.to_string(), "invalid-device"))?;
-        let _one_at_a_time = self.network.lock().await;
-        let others = self.faults.shapings_on(inode, &device, None);
-        let before = network::compose::compose(&others);
-        let mut all = others;
-        all.push(request.shaping);
-        let after = network::compose::compose(&all);
-        let id = new_fault_id(FaultKind::Network);
         let entry = Entry::new(
             id.clone(),
             Some(p.target.clone()),
@@ -342,15 +424,22 @@ impl Daemon {
                 partition: request.partition.clone(),
             },
         );
-        let fault = id.0.clone();
+        let (fault, daemon) = (id.clone(), self.clone());
         let act = async move {
+            // Network changes one at a time: the merge is read and installed under the lock.
+            let _one_at_a_time = daemon.network.lock().await;
+            let others = daemon.faults.shapings_on(inode, &device, Some(&fault));
+            let before = network::compose::compose(&others);
+            let mut all = others;
+            all.push(request.shaping);
+            let after = network::compose::compose(&all);
             run_in(&netns, move || {
                 network::apply_blocking(
                     &device,
                     ifindex,
                     &before,
                     &after,
-                    &fault,
+                    &fault.0,
                     request.partition.as_ref(),
                 )
             })

@@ -71,6 +71,20 @@ impl Registry {
         Ok(())
     }
 
+    /// Sets a new expiry time of an active fault (journaled).
+    pub(crate) fn renew(&self, id: &FaultId, expires_at: String) -> Result<(), DaemonError> {
+        let updated = {
+            let mut active = self.lock();
+            let Some(a) = active.get_mut(id) else {
+                return Err(DaemonError::UnknownFault(id.clone()));
+            };
+            a.entry.expires_at = Some(expires_at);
+            a.entry.clone()
+        };
+        self.journal.write(&updated)?;
+        Ok(())
+    }
+
     /// Drops a fault whose apply failed and was undone.
     pub(crate) fn abandon(&self, id: &FaultId) {
         if let Some(t) = self.lock().remove(id).and_then(|a| a.timer) {

@@ -116,6 +116,11 @@ pub struct NetworkApplyParams {
     /// Go duration after which the daemon recovers the fault by itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl: Option<String>,
+    /// Client-chosen fault id (`[a-z0-9-]`, 1–63 characters): applying again with an id that
+    /// is active renews its `ttl` instead of applying the fault twice (the controller's
+    /// renewals, and retries after a lost answer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault_id: Option<FaultId>,
 }
 
 /// `stress.start`: the StressChaos `stressors` shape, or a raw stress-ng command line.
@@ -130,6 +135,11 @@ pub struct StressStartParams {
     pub stressng_stressors: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl: Option<String>,
+    /// Client-chosen fault id (`[a-z0-9-]`, 1–63 characters): applying again with an id that
+    /// is active renews its `ttl` instead of applying the fault twice (the controller's
+    /// renewals, and retries after a lost answer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault_id: Option<FaultId>,
 }
 
 /// `podFailure.apply` / `podFailure.recover`.
@@ -141,8 +151,9 @@ pub struct PodFailureParams {
     /// Image the containers are swapped to (`apply` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pause_image: Option<String>,
-    /// `recover` only: release just this experiment's hold (the real images come back when
-    /// no hold is left); absent = every hold this daemon has on the pod.
+    /// `apply`: the client-chosen id of this hold (as for the other applies: applying again
+    /// with an active id changes nothing). `recover`: release just this hold (the real images
+    /// come back when no hold is left); absent = every hold this daemon has on the pod.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fault_id: Option<FaultId>,
 }
@@ -153,6 +164,11 @@ pub struct PodFailureParams {
 pub struct IoApplyParams {
     pub target: Target,
     pub rules: Vec<IoRule>,
+    /// Client-chosen fault id (`[a-z0-9-]`, 1–63 characters): applying again with an id that
+    /// is active renews its `ttl` instead of applying the fault twice (the controller's
+    /// renewals, and retries after a lost answer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault_id: Option<FaultId>,
 }
 
 /// `io.recover`: every I/O fault on a target, or one fault.

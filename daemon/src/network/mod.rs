@@ -46,7 +46,12 @@ pub(crate) struct NetworkRequest {
 fn spec(action: NetworkChaosAction) -> NetworkChaosSpec {
     NetworkChaosSpec {
         scope: faultline_api::selector::PodSelector {
-            selector: Default::default(),
+            // The conversion validates the whole spec; the selection is the controller's, so
+            // any valid selector will do (an empty one is refused).
+            selector: faultline_api::selector::PodSelectorSpec {
+                namespaces: vec!["daemon".into()],
+                ..Default::default()
+            },
             mode: faultline_api::selector::SelectorMode::All,
             value: None,
         },

@@ -3,10 +3,10 @@
 //! and what operators already read. Commands run with argument vectors, never through a shell,
 //! on the thread that entered the namespace (a child process inherits its namespace).
 //!
-//! Everything of one fault is tagged with its fault id: two chains, `FL-<faultId>-O` (peers
+//! Everything of one fault is tagged with its fault id: two chains, `FL-<hash>-O` (peers
 //! matched by destination, jumped to from `OUTPUT` for direction `to`/`both`) and
-//! `FL-<faultId>-I` (by source, from `INPUT` for `from`/`both`), and the jump rules carry the
-//! comment `faultline <faultId>`. Recovery deletes the jumps, flushes and deletes the chains,
+//! `FL-<hash>-I` (by source, from `INPUT` for `from`/`both`), where `<hash>` is 16 hex of the
+//! fault id's SHA-256, and the jump rules carry the comment `faultline <faultId>`. Recovery deletes the jumps, flushes and deletes the chains,
 //! checking with `-C`/`-S` rather than reading error messages, so it is idempotent and leaves
 //! nothing behind (Chaos Mesh #4336 left rules and ipsets).
 
@@ -64,11 +64,16 @@ impl Peer {
     }
 }
 
-/// The chain names of a fault (≤ 28 characters: fault ids are `net-` + 16 hex).
+/// The chain names of a fault: `FL-` + 16 hex of the fault id's SHA-256 + `-O`/`-I` (21
+/// characters; iptables allows 28, and client-chosen fault ids may be up to 63). The jump rules'
+/// comment carries the full fault id.
 pub(crate) fn chains(fault_id: &str) -> [(String, &'static str, &'static str); 2] {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(fault_id.as_bytes());
+    let short: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
     [
-        (format!("FL-{fault_id}-O"), "OUTPUT", "-d"),
-        (format!("FL-{fault_id}-I"), "INPUT", "-s"),
+        (format!("FL-{short}-O"), "OUTPUT", "-d"),
+        (format!("FL-{short}-I"), "INPUT", "-s"),
     ]
 }
 
@@ -205,7 +210,13 @@ mod tests {
             assert!(Peer::parse(bad).is_err(), "{bad}");
         }
         let [(o, ..), (i, ..)] = chains("net-0123456789abcdef");
-        assert_eq!(o, "FL-net-0123456789abcdef-O");
-        assert!(o.len() <= 28 && i.len() <= 28);
+        assert!(
+            o.starts_with("FL-") && o.ends_with("-O") && i.ends_with("-I"),
+            "{o} {i}"
+        );
+        assert_eq!(o.len(), 21);
+        let long = "x".repeat(63);
+        assert!(chains(&long)[0].0.len() <= 28);
+        assert_ne!(chains("a")[0].0, chains("b")[0].0);
     }
 }
