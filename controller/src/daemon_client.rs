@@ -1,0 +1,230 @@
+//! The daemons: which one serves a node, and JSON-RPC calls to it over mutual TLS.
+//!
+//! The daemon of node N is the pod labelled `app.kubernetes.io/name=faultline-daemon` in the
+//! daemon namespace (`faultline-system`) with `spec.nodeName: N`, at its `status.podIP` and
+//! `--daemon-port` (31767). Its serving certificate is checked against `--daemon-ca` for the
+//! name `--daemon-server-name` (one certificate for the DaemonSet, whatever the pod IP), and the
+//! controller presents `--client-cert`.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::Client;
+use kube::api::{Api, ListParams};
+use serde_json::{Value, json};
+
+use crate::metrics::Metrics;
+
+/// Why a daemon call failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum DaemonCallError {
+    #[error(
+        "no faultline-daemon runs on node {node} (no Running pod labelled app.kubernetes.io/name=faultline-daemon with an IP in {namespace})"
+    )]
+    NoDaemon { node: String, namespace: String },
+    #[error("daemon on node {node} ({addr}): unreachable: {reason}")]
+    Unreachable {
+        node: String,
+        addr: SocketAddr,
+        reason: String,
+    },
+    /// The daemon answered with a JSON-RPC error.
+    #[error("daemon on node {node}: {method}: {message} (code {code})")]
+    Refused {
+        node: String,
+        method: String,
+        code: i64,
+        message: String,
+    },
+    #[error("listing daemon pods: {0}")]
+    List(String),
+}
+
+impl DaemonCallError {
+    /// The daemon says the fault is not there (already recovered, expired, daemon restarted).
+    pub fn unknown_fault(&self) -> bool {
+        matches!(self, DaemonCallError::Refused { code: -32004, .. })
+    }
+    /// The daemon says the target is gone.
+    pub fn target_gone(&self) -> bool {
+        matches!(self, DaemonCallError::Refused { code: -32001, .. })
+    }
+    /// Worth retrying later (the daemon or its node is not there right now).
+    pub fn transient(&self) -> bool {
+        matches!(
+            self,
+            DaemonCallError::NoDaemon { .. }
+                | DaemonCallError::Unreachable { .. }
+                | DaemonCallError::List(_)
+        ) || matches!(self, DaemonCallError::Refused { code: -32002, .. })
+    }
+}
+
+/// How to reach and trust the daemons.
+#[derive(Clone)]
+pub struct DaemonTls {
+    pub ca_pem: Vec<u8>,
+    pub identity_pem: Vec<u8>,
+    pub server_name: String,
+}
+
+/// Calls to the daemons, with a client per daemon address.
+pub struct Daemons {
+    client: Client,
+    namespace: String,
+    port: u16,
+    tls: DaemonTls,
+    metrics: Arc<Metrics>,
+    clients: Mutex<BTreeMap<SocketAddr, reqwest::Client>>,
+    /// node → daemon address, refreshed when older than a few seconds or when a call fails.
+    nodes: Mutex<(Option<Instant>, BTreeMap<String, IpAddr>)>,
+}
+
+const NODE_MAP_TTL: Duration = Duration::from_secs(5);
+
+impl Daemons {
+    pub fn new(
+        client: Client,
+        namespace: String,
+        port: u16,
+        tls: DaemonTls,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            client,
+            namespace,
+            port,
+            tls,
+            metrics,
+            clients: Mutex::new(BTreeMap::new()),
+            nodes: Mutex::new((None, BTreeMap::new())),
+        }
+    }
+
+    async fn refresh(&self) -> Result<BTreeMap<String, IpAddr>, DaemonCallError> {
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace);
+        let list = pods
+            .list(&ListParams::default().labels("app.kubernetes.io/name=faultline-daemon"))
+            .await
+            .map_err(|e| DaemonCallError::List(e.to_string()))?;
+        let mut map = BTreeMap::new();
+        for pod in list {
+            let status = pod.status.unwrap_or_default();
+            let (Some(node), Some(ip)) = (pod.spec.and_then(|s| s.node_name), status.pod_ip) else {
+                continue;
+            };
+            if status.phase.as_deref() != Some("Running") {
+                continue;
+            }
+            if let Ok(ip) = ip.parse() {
+                map.insert(node, ip);
+            }
+        }
+        *self.nodes.lock().unwrap_or_else(|p| p.into_inner()) = (Some(Instant::now()), map.clone());
+        Ok(map)
+    }
+
+    async fn address(&self, node: &str, fresh: bool) -> Result<SocketAddr, DaemonCallError> {
+        let cached = {
+            let nodes = self.nodes.lock().unwrap_or_else(|p| p.into_inner());
+            let young = nodes.0.is_some_and(|t| t.elapsed() < NODE_MAP_TTL);
+            (young && !fresh).then(|| nodes.1.get(node).copied())
+        };
+        let ip = match cached {
+            Some(Some(ip)) => ip,
+            _ => self.refresh().await?.get(node).copied().ok_or_else(|| {
+                DaemonCallError::NoDaemon {
+                    node: node.to_owned(),
+                    namespace: self.namespace.clone(),
+                }
+            })?,
+        };
+        Ok(SocketAddr::new(ip, self.port))
+    }
+
+    fn http(&self, addr: SocketAddr) -> Result<reqwest::Client, String> {
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = clients.get(&addr) {
+            return Ok(c.clone());
+        }
+        let ca = reqwest::Certificate::from_pem(&self.tls.ca_pem).map_err(|e| e.to_string())?;
+        let identity =
+            reqwest::Identity::from_pem(&self.tls.identity_pem).map_err(|e| e.to_string())?;
+        let c = reqwest::Client::builder()
+            .use_rustls_tls()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(ca)
+            .identity(identity)
+            .resolve(&self.tls.server_name, addr)
+            .timeout(Duration::from_secs(20))
+            .connect_timeout(Duration::from_secs(3))
+            .build()
+            .map_err(|e| e.to_string())?;
+        clients.insert(addr, c.clone());
+        Ok(c)
+    }
+
+    /// `method(params)` on the daemon of `node`; the result or the daemon's error.
+    pub async fn call(
+        &self,
+        node: &str,
+        method: &str,
+        params: Value,
+    ) -> Result<Value, DaemonCallError> {
+        let started = Instant::now();
+        let result = self.call_once(node, method, &params, false).await;
+        // A stale address (daemon pod replaced): look it up again once.
+        let result = match result {
+            Err(DaemonCallError::Unreachable { .. }) => {
+                self.call_once(node, method, &params, true).await
+            }
+            other => other,
+        };
+        self.metrics
+            .daemon_call(method, result.is_ok(), started.elapsed());
+        result
+    }
+
+    async fn call_once(
+        &self,
+        node: &str,
+        method: &str,
+        params: &Value,
+        fresh: bool,
+    ) -> Result<Value, DaemonCallError> {
+        let addr = self.address(node, fresh).await?;
+        let unreachable = |reason: String| DaemonCallError::Unreachable {
+            node: node.to_owned(),
+            addr,
+            reason,
+        };
+        let http = self.http(addr).map_err(unreachable)?;
+        let url = format!("https://{}:{}/", self.tls.server_name, addr.port());
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+        let answer: Value = http
+            .post(url)
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| unreachable(error_text(&e)))?
+            .json()
+            .await
+            .map_err(|e| unreachable(error_text(&e)))?;
+        if let Some(err) = answer.get("error") {
+            return Err(DaemonCallError::Refused {
+                node: node.to_owned(),
+                method: method.to_owned(),
+                code: err["code"].as_i64().unwrap_or(0),
+                message: err["message"].as_str().unwrap_or("error").to_owned(),
+            });
+        }
+        Ok(answer.get("result").cloned().unwrap_or(Value::Null))
+    }
+}
+
+fn error_text(err: &(dyn std::error::Error + 'static)) -> String {
+    faultline_api::report::error_text(err)
+}

@@ -1,0 +1,156 @@
+//! Finding an experiment's pods: the API's pods as selection's plain data, a first selection,
+//! the records' pods on later passes, and a partition's peers.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use faultline_api::status::ChaosStatus;
+use faultline_webhook::policy::Policy;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{Api, ListParams};
+use kube::{Client, ResourceExt};
+
+use super::{Ctx, ReconcileError, kube_err};
+use crate::kinds::Chaos;
+use crate::selection::{Limits, PodInfo, namespaces, select};
+
+pub(super) fn pod_info(pod: &Pod) -> PodInfo {
+    let status = pod.status.clone().unwrap_or_default();
+    let ids: BTreeMap<String, Option<String>> = status
+        .container_statuses
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| (c.name, c.container_id))
+        .collect();
+    let containers = pod
+        .spec
+        .as_ref()
+        .map(|s| {
+            s.containers
+                .iter()
+                .map(|c| (c.name.clone(), ids.get(&c.name).cloned().flatten()))
+                .collect()
+        })
+        .unwrap_or_default();
+    PodInfo {
+        namespace: pod.namespace().unwrap_or_default(),
+        name: pod.name_any(),
+        labels: pod.labels().clone(),
+        annotations: pod.annotations().clone(),
+        node: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
+        phase: status.phase,
+        pod_ip: status.pod_ip,
+        deleting: pod.metadata.deletion_timestamp.is_some(),
+        containers,
+    }
+}
+
+pub(super) async fn list_pods(
+    client: &Client,
+    namespaces: &BTreeSet<String>,
+    labels: &BTreeMap<String, String>,
+) -> Result<Vec<PodInfo>, ReconcileError> {
+    let selector = labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut out = Vec::new();
+    for ns in namespaces {
+        let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+        let list = api
+            .list(&ListParams::default().labels(&selector))
+            .await
+            .map_err(kube_err(format!("list pods in {ns}")))?;
+        out.extend(list.iter().map(pod_info));
+    }
+    Ok(out)
+}
+
+async fn node_labels(
+    client: &Client,
+) -> Result<BTreeMap<String, BTreeMap<String, String>>, ReconcileError> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    Ok(nodes
+        .list(&ListParams::default())
+        .await
+        .map_err(kube_err("list nodes"))?
+        .into_iter()
+        .map(|n| (n.name_any(), n.labels().clone()))
+        .collect())
+}
+
+pub(super) fn limits(policy: &Policy) -> Limits {
+    Limits {
+        protected: policy.protected().into_iter().map(str::to_owned).collect(),
+        max_pods: policy.max_targets.pods,
+        max_percent: policy.max_targets.percent,
+    }
+}
+
+/// The experiment's targets now: the pods of its records (selected once), or a new selection.
+pub(super) async fn targets<K: Chaos>(
+    obj: &K,
+    ctx: &Ctx,
+    status: &ChaosStatus,
+    ns: &str,
+    uid: &str,
+) -> Result<Result<Vec<PodInfo>, String>, ReconcileError> {
+    let scope = obj.scope();
+    let mut reach = namespaces(scope, ns);
+    let policy = ctx.policy.load();
+    if status.records.is_empty() {
+        let pods = list_pods(&ctx.client, &reach, &scope.selector.label_selectors).await?;
+        let nodes = if scope.selector.node_selectors.is_empty() {
+            BTreeMap::new()
+        } else {
+            node_labels(&ctx.client).await?
+        };
+        return Ok(
+            select(&pods, &nodes, scope, ns, uid, &limits(&policy)).map_err(|e| e.to_string())
+        );
+    }
+    // Records name `ns/pod[/container]`: their pods, wherever they are now.
+    let keys: BTreeSet<String> = status
+        .records
+        .iter()
+        .map(|r| r.id.splitn(3, '/').take(2).collect::<Vec<_>>().join("/"))
+        .collect();
+    reach.extend(
+        keys.iter()
+            .filter_map(|k| k.split('/').next().map(str::to_owned)),
+    );
+    let pods = list_pods(&ctx.client, &reach, &BTreeMap::new()).await?;
+    Ok(Ok(pods
+        .into_iter()
+        .filter(|p| keys.contains(&p.key()))
+        .collect()))
+}
+
+/// NetworkChaos partition peers: the IPs of the `target` selection, and `externalTargets`.
+pub(super) async fn peers<K: Chaos>(
+    obj: &K,
+    ctx: &Ctx,
+    ns: &str,
+    uid: &str,
+) -> Result<Vec<String>, ReconcileError> {
+    let mut out: Vec<String> = Vec::new();
+    if let Some(scope) = obj.peers() {
+        let reach = namespaces(scope, ns);
+        let pods = list_pods(&ctx.client, &reach, &scope.selector.label_selectors).await?;
+        let policy = ctx.policy.load();
+        let chosen = select(
+            &pods,
+            &BTreeMap::new(),
+            scope,
+            ns,
+            &format!("{uid}/target"),
+            &limits(&policy),
+        )
+        .unwrap_or_default();
+        out.extend(chosen.into_iter().filter_map(|p| p.pod_ip));
+    }
+    for t in obj.external_targets() {
+        out.push(t.clone());
+    }
+    Ok(out)
+}

@@ -1,0 +1,392 @@
+//! The shared engine: one reconcile for every kind. Finalizer first (kube's `finalizer`
+//! helper adds it before anything is injected), then: decide the goal (`lifecycle`), find the
+//! targets (selected once, then the records' pods), run each target's task toward the goal in
+//! parallel, and write the status (records and conditions) and Events.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use faultline_api::status::{ChaosStatus, RecordPhase, TargetRecord};
+use faultline_webhook::policy::Policy;
+use futures::StreamExt as _;
+use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event as KubeEvent, EventType, Recorder};
+use kube::runtime::finalizer::{Event, finalizer};
+use kube::{Client, ResourceExt};
+use serde_json::json;
+
+mod lookup;
+mod step;
+
+use crate::daemon_client::Daemons;
+use crate::kinds::Chaos;
+use crate::lifecycle::{Goal, RecoverWhy, Situation, decide, started};
+use crate::metrics::Metrics;
+use crate::plan::Task;
+use crate::selection::PodInfo;
+
+/// The finalizer (DESIGN.md §1).
+pub const FINALIZER: &str = "chaos.faultline.dev/recover";
+pub const PAUSE: &str = "faultline.dev/pause";
+pub const FORCE_RECOVER: &str = "faultline.dev/force-recover";
+/// Calls in flight per reconcile.
+const FAN_OUT: usize = 64;
+/// Retry of a target whose daemon or API call failed for a reason that may pass.
+const RETRY: Duration = Duration::from_secs(5);
+
+/// What every reconcile shares.
+pub struct Ctx {
+    pub client: Client,
+    pub daemons: Daemons,
+    pub policy: Arc<ArcSwap<Policy>>,
+    pub metrics: Arc<Metrics>,
+    pub recorder: Recorder,
+}
+
+/// Why a reconcile did not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error("{what}: {source}")]
+    Kube {
+        what: String,
+        #[source]
+        source: Box<kube::Error>,
+    },
+    #[error("recovery incomplete, retried: {0}")]
+    Recovery(String),
+}
+
+fn kube_err(what: impl Into<String>) -> impl FnOnce(kube::Error) -> ReconcileError {
+    let what = what.into();
+    move |source| ReconcileError::Kube {
+        what,
+        source: Box::new(source),
+    }
+}
+
+fn pod_ref(pod: &PodInfo) -> ObjectReference {
+    ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("Pod".into()),
+        namespace: Some(pod.namespace.clone()),
+        name: Some(pod.name.clone()),
+        ..Default::default()
+    }
+}
+
+async fn publish(
+    ctx: &Ctx,
+    reference: &ObjectReference,
+    type_: EventType,
+    reason: &str,
+    note: String,
+    action: &str,
+) {
+    let ev = KubeEvent {
+        type_,
+        reason: reason.to_owned(),
+        note: Some(note),
+        action: action.to_owned(),
+        secondary: None,
+    };
+    if let Err(err) = ctx.recorder.publish(&ev, reference).await {
+        tracing::debug!(%err, "event not published");
+    }
+}
+
+/// Runs every task toward `goal`; returns the records and whether something should be retried.
+/// What one reconcile pass of one experiment works toward.
+struct Pass<'a> {
+    ctx: &'a Ctx,
+    kind: &'static str,
+    goal: Goal,
+    lasts: bool,
+    now: &'a Time,
+    reference: &'a ObjectReference,
+}
+
+async fn drive(
+    pass: &Pass<'_>,
+    tasks: &[Task],
+    pods: &BTreeMap<String, PodInfo>,
+    old: &[TargetRecord],
+) -> (Vec<TargetRecord>, bool) {
+    let Pass {
+        ctx,
+        kind,
+        goal,
+        lasts,
+        now,
+        reference,
+    } = *pass;
+    let by_id: BTreeMap<&str, &TargetRecord> = old.iter().map(|r| (r.id.as_str(), r)).collect();
+    let steps: Vec<_> = tasks
+        .iter()
+        .map(|t| {
+            step::step(
+                ctx,
+                t,
+                by_id.get(t.record_id.as_str()).copied(),
+                goal,
+                lasts,
+                now,
+            )
+        })
+        .collect();
+    let outcomes: Vec<step::Outcome> = futures::stream::iter(steps)
+        .buffered(FAN_OUT)
+        .collect()
+        .await;
+    let mut retry = false;
+    let mut records = Vec::with_capacity(outcomes.len());
+    for (task, o) in tasks.iter().zip(outcomes) {
+        retry |= o.retry;
+        if let Some((type_, reason, note)) = o.event {
+            let outcome = match reason {
+                "Injected" => "injected",
+                "Recovered" => "recovered",
+                _ => "failed",
+            };
+            ctx.metrics.target(kind, outcome);
+            let pod_key = task
+                .record_id
+                .splitn(3, '/')
+                .take(2)
+                .collect::<Vec<_>>()
+                .join("/");
+            if let Some(pod) = pods.get(&pod_key) {
+                publish(ctx, &pod_ref(pod), type_, reason, note.clone(), reason).await;
+            }
+            if type_ == EventType::Warning {
+                publish(ctx, reference, type_, reason, note, reason).await;
+            }
+        }
+        records.push(o.record);
+    }
+    // Records of targets that are gone (their pod was deleted): nothing left to recover.
+    let have: BTreeSet<&str> = records.iter().map(|r| r.id.as_str()).collect();
+    let gone: Vec<TargetRecord> = old
+        .iter()
+        .filter(|r| !have.contains(r.id.as_str()))
+        .map(|r| {
+            let mut r = r.clone();
+            if r.phase != RecordPhase::Recovered {
+                r.phase = RecordPhase::Recovered;
+                r.message = Some("the target pod is gone".into());
+                r.recovered_at = Some(now.clone());
+            }
+            r
+        })
+        .collect();
+    records.extend(gone);
+    records.sort_by(|a, b| a.id.cmp(&b.id));
+    (records, retry)
+}
+
+async fn write_status<K: Chaos>(
+    ctx: &Ctx,
+    obj: &K,
+    status: &ChaosStatus,
+) -> Result<(), ReconcileError> {
+    if obj.status() == Some(status) {
+        return Ok(());
+    }
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
+    let patch = json!({"status": status});
+    api.patch_status(
+        &obj.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await
+    .map_err(kube_err(format!(
+        "write the status of {}/{}",
+        K::KIND,
+        obj.name_any()
+    )))?;
+    ctx.metrics.phase(
+        K::KIND,
+        obj.status()
+            .and_then(|s| s.phase)
+            .map(|p| format!("{p:?}"))
+            .as_deref(),
+        status.phase.map(|p| format!("{p:?}")).as_deref(),
+    );
+    Ok(())
+}
+
+/// One pass toward the goal; `deleting` = the cleanup branch.
+async fn run<K: Chaos>(obj: &K, ctx: &Ctx, deleting: bool) -> Result<Action, ReconcileError> {
+    let ns = obj.namespace().unwrap_or_default();
+    let uid = obj.uid().unwrap_or_default();
+    let reference = obj.object_ref(&());
+    let old = obj.status().cloned().unwrap_or_default();
+    let now = Time(Timestamp::now());
+    let annotation = |key: &str| obj.annotations().get(key).is_some_and(|v| v == "true");
+    let situation = Situation {
+        lasts: obj.lasts(),
+        duration: obj.duration(),
+        started: started(&old),
+        now: now.0,
+        paused: annotation(PAUSE),
+        halted: ctx.policy.load().halt,
+    };
+    let (goal, wake) = if deleting {
+        (Goal::Recovered(RecoverWhy::Deleted), None)
+    } else {
+        decide(&situation)
+    };
+    // A finished experiment stays as it is until it is deleted.
+    if !deleting && old.phase == Some(faultline_api::status::ExperimentPhase::Finished) {
+        return Ok(Action::await_change());
+    }
+    if old.records.is_empty() && matches!(goal, Goal::Recovered(_)) {
+        // Nothing was ever injected.
+        if !deleting {
+            let status = crate::lifecycle::status(&old, Vec::new(), goal, obj.lasts(), &now);
+            write_status(ctx, obj, &status).await?;
+        }
+        return Ok(Action::await_change());
+    }
+    let pods = match lookup::targets(obj, ctx, &old, &ns, &uid).await? {
+        Ok(p) => p,
+        Err(why) => {
+            publish(
+                ctx,
+                &reference,
+                EventType::Warning,
+                "SelectionFailed",
+                why.clone(),
+                "Select",
+            )
+            .await;
+            let mut status = crate::lifecycle::status(&old, Vec::new(), goal, obj.lasts(), &now);
+            status.phase = Some(faultline_api::status::ExperimentPhase::Failed);
+            if let Some(c) = status.conditions.first_mut() {
+                c.reason = Some("SelectionFailed".into());
+                c.message = Some(why);
+            }
+            write_status(ctx, obj, &status).await?;
+            return Ok(Action::await_change());
+        }
+    };
+    if pods.is_empty() && old.records.is_empty() {
+        let mut status = crate::lifecycle::status(&old, Vec::new(), goal, obj.lasts(), &now);
+        status.phase = Some(faultline_api::status::ExperimentPhase::Pending);
+        if let Some(c) = status.conditions.first_mut() {
+            c.reason = Some("NoTargets".into());
+            c.message = Some("no running pod matches the selector; looking again in 30 s".into());
+        }
+        write_status(ctx, obj, &status).await?;
+        return Ok(Action::requeue(Duration::from_secs(30)));
+    }
+    let peers = if matches!(goal, Goal::Injected { .. }) {
+        lookup::peers(obj, ctx, &ns, &uid).await?
+    } else {
+        Vec::new()
+    };
+    let tasks = obj.tasks(&uid, &pods, &peers);
+    let by_key: BTreeMap<String, PodInfo> = pods.into_iter().map(|p| (p.key(), p)).collect();
+    let pass = Pass {
+        ctx,
+        kind: K::KIND,
+        goal,
+        lasts: obj.lasts(),
+        now: &now,
+        reference: &reference,
+    };
+    let (records, retry) = drive(&pass, &tasks, &by_key, &old.records).await;
+    let status = crate::lifecycle::status(&old, records, goal, obj.lasts(), &now);
+    if status.phase != old.phase
+        && let Some(phase) = status.phase
+    {
+        publish(
+            ctx,
+            &reference,
+            EventType::Normal,
+            &format!("{phase:?}"),
+            format!("experiment {phase:?}"),
+            "Reconcile",
+        )
+        .await;
+    }
+    write_status(ctx, obj, &status).await?;
+    if retry {
+        if deleting {
+            let failed: Vec<String> = status
+                .records
+                .iter()
+                .filter(|r| r.phase != RecordPhase::Recovered)
+                .map(|r| format!("{}: {}", r.id, r.message.clone().unwrap_or_default()))
+                .collect();
+            return Err(ReconcileError::Recovery(failed.join("; ")));
+        }
+        return Ok(Action::requeue(RETRY));
+    }
+    Ok(wake.map_or_else(Action::await_change, Action::requeue))
+}
+
+/// Deletion: recover every target, then let the finalizer go. With `faultline.dev/force-recover:
+/// "true"` the finalizer goes after one attempt whatever its result, with a Warning Event.
+async fn cleanup<K: Chaos>(obj: &K, ctx: &Ctx) -> Result<Action, ReconcileError> {
+    match run(obj, ctx, true).await {
+        Ok(action) => Ok(action),
+        Err(err)
+            if obj
+                .annotations()
+                .get(FORCE_RECOVER)
+                .is_some_and(|v| v == "true") =>
+        {
+            let note =
+                format!("finalizer removed after a failed recovery attempt (force-recover): {err}");
+            tracing::warn!(kind = K::KIND, name = %obj.name_any(), %note);
+            publish(
+                ctx,
+                &obj.object_ref(&()),
+                EventType::Warning,
+                "ForceRecovered",
+                note,
+                "Delete",
+            )
+            .await;
+            Ok(Action::await_change())
+        }
+        Err(err) => Err(err),
+    }
+}
+
+/// The reconcile of kind `K`.
+pub async fn reconcile<K>(
+    obj: Arc<K>,
+    ctx: Arc<Ctx>,
+) -> Result<Action, kube::runtime::finalizer::Error<ReconcileError>>
+where
+    K: Chaos + Clone + serde::de::DeserializeOwned + serde::Serialize,
+{
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
+    let result = finalizer(&api, FINALIZER, obj, |event| async {
+        match event {
+            Event::Apply(o) => run(&*o, &ctx, false).await,
+            Event::Cleanup(o) => cleanup(&*o, &ctx).await,
+        }
+    })
+    .await;
+    ctx.metrics.reconcile(K::KIND, result.is_ok());
+    result
+}
+
+/// After a failed reconcile: log and retry with backoff.
+pub fn error_policy<K: Chaos>(
+    obj: Arc<K>,
+    err: &kube::runtime::finalizer::Error<ReconcileError>,
+    _ctx: Arc<Ctx>,
+) -> Action {
+    tracing::warn!(kind = K::KIND, name = %obj.name_any(), error = %faultline_api::report::error_text(err), "reconcile failed; retrying");
+    Action::requeue(RETRY)
+}

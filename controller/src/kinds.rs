@@ -1,0 +1,94 @@
+//! The four kinds behind one interface, so one engine runs them all: each kind says how its
+//! targets become [`Task`]s; everything else (selection, timing, status, recovery) is shared.
+
+use faultline_api::experiment::Experiment;
+use faultline_api::io_chaos::IOChaos;
+use faultline_api::network_chaos::NetworkChaos;
+use faultline_api::pod_chaos::PodChaos;
+use faultline_api::selector::PodSelector;
+use faultline_api::status::ChaosStatus;
+use faultline_api::stress_chaos::StressChaos;
+use kube::Resource;
+use kube::core::NamespaceResourceScope;
+
+use crate::plan::{self, Task};
+use crate::selection::PodInfo;
+
+/// A chaos kind the engine runs.
+pub trait Chaos:
+    Experiment + Resource<Scope = NamespaceResourceScope> + std::fmt::Debug + Send + Sync + 'static
+{
+    /// `PodChaos`, …
+    const KIND: &'static str;
+    fn status(&self) -> Option<&ChaosStatus>;
+    /// The pods the experiment acts on.
+    fn scope(&self) -> &PodSelector;
+    /// NetworkChaos `target`: the peers a partition cuts.
+    fn peers(&self) -> Option<&PodSelector> {
+        None
+    }
+    /// NetworkChaos `externalTargets`.
+    fn external_targets(&self) -> &[String] {
+        &[]
+    }
+    /// One task per record for `pods`; `peers` are the partition's IPs/CIDRs.
+    fn tasks(&self, uid: &str, pods: &[PodInfo], peers: &[String]) -> Vec<Task>;
+}
+
+impl Chaos for PodChaos {
+    const KIND: &'static str = "PodChaos";
+    fn status(&self) -> Option<&ChaosStatus> {
+        self.status.as_ref()
+    }
+    fn scope(&self) -> &PodSelector {
+        &self.spec.scope
+    }
+    fn tasks(&self, uid: &str, pods: &[PodInfo], _: &[String]) -> Vec<Task> {
+        plan::pod_chaos(&self.spec, uid, pods)
+    }
+}
+
+impl Chaos for NetworkChaos {
+    const KIND: &'static str = "NetworkChaos";
+    fn status(&self) -> Option<&ChaosStatus> {
+        self.status.as_ref()
+    }
+    fn scope(&self) -> &PodSelector {
+        &self.spec.scope
+    }
+    fn peers(&self) -> Option<&PodSelector> {
+        self.spec.target.as_ref()
+    }
+    fn external_targets(&self) -> &[String] {
+        &self.spec.external_targets
+    }
+    fn tasks(&self, uid: &str, pods: &[PodInfo], peers: &[String]) -> Vec<Task> {
+        plan::network_chaos(&self.spec, uid, pods, peers)
+    }
+}
+
+impl Chaos for StressChaos {
+    const KIND: &'static str = "StressChaos";
+    fn status(&self) -> Option<&ChaosStatus> {
+        self.status.as_ref()
+    }
+    fn scope(&self) -> &PodSelector {
+        &self.spec.scope
+    }
+    fn tasks(&self, uid: &str, pods: &[PodInfo], _: &[String]) -> Vec<Task> {
+        plan::stress_chaos(&self.spec, uid, pods)
+    }
+}
+
+impl Chaos for IOChaos {
+    const KIND: &'static str = "IOChaos";
+    fn status(&self) -> Option<&ChaosStatus> {
+        self.status.as_ref()
+    }
+    fn scope(&self) -> &PodSelector {
+        &self.spec.scope
+    }
+    fn tasks(&self, uid: &str, pods: &[PodInfo], _: &[String]) -> Vec<Task> {
+        plan::io_chaos(&self.spec, uid, pods)
+    }
+}

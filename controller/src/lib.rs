@@ -1,0 +1,237 @@
+//! # faultline-controller
+//!
+//! Turns chaos objects into faults (DESIGN.md §6): for each PodChaos, NetworkChaos, StressChaos
+//! and IOChaos it adds the finalizer, selects the target pods, has each target's node daemon
+//! (or the API, for pod-kill) inject the fault, keeps it alive with renewed ttls until the
+//! `duration` ends, recovers it (also on pause, on the policy's `halt` and on delete), and
+//! records all of it in the object's status and in Events. See `docs/controller.md`.
+//!
+//! - [`selection`]: which pods (pure); [`plan`]: what to do to each (pure);
+//!   [`lifecycle`]: when, and the status that follows (pure).
+//! - [`engine`]: the one reconcile every kind runs; [`kinds`]: the four kinds behind one trait.
+//! - [`daemon_client`]: the node daemons over mutual TLS; [`metrics`].
+
+pub mod daemon_client;
+pub mod engine;
+pub mod kinds;
+pub mod lifecycle;
+pub mod metrics;
+pub mod plan;
+pub mod selection;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use arc_swap::ArcSwap;
+use faultline_api::io_chaos::IOChaos;
+use faultline_api::network_chaos::NetworkChaos;
+use faultline_api::pod_chaos::PodChaos;
+use faultline_api::stress_chaos::StressChaos;
+use faultline_rpc::serve::OPENMETRICS;
+use faultline_rpc::{Endpoints, plain};
+use faultline_webhook::policy::Policy;
+use futures::StreamExt as _;
+use jsonrpsee::server::HttpResponse;
+use kube::runtime::Controller;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::watcher;
+use kube::{Api, Client};
+
+use crate::daemon_client::{DaemonTls, Daemons};
+use crate::engine::{Ctx, error_policy, reconcile};
+use crate::kinds::Chaos;
+use crate::metrics::Metrics;
+
+/// The binary's flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Config {
+    /// The webhook's policy file: `halt: true` recovers every running experiment; its
+    /// protected namespaces and `maxTargets` are enforced again on selection. Re-read when it
+    /// changes.
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// The daemons' JSON-RPC port.
+    #[arg(long, default_value_t = 31767)]
+    pub daemon_port: u16,
+    /// The namespace of the daemon pods.
+    #[arg(long, default_value = "faultline-system")]
+    pub daemon_namespace: String,
+    /// The name the daemons' serving certificate carries (checked for every daemon, whatever
+    /// its pod IP).
+    #[arg(long, default_value = "faultline-daemon.faultline-system.svc")]
+    pub daemon_server_name: String,
+    /// The client certificate presented to the daemons (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub client_cert: PathBuf,
+    #[arg(long, value_name = "FILE")]
+    pub client_key: PathBuf,
+    /// The CA that signed the daemons' serving certificates (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub daemon_ca: PathBuf,
+    /// Plain-HTTP /metrics and /healthz.
+    #[arg(long, default_value = "0.0.0.0:9091")]
+    pub metrics_listen: std::net::SocketAddr,
+    /// Watch chaos objects in this namespace only (default: every namespace).
+    #[arg(long, value_name = "NS")]
+    pub watch_namespace: Option<String>,
+    /// How often the policy file is checked for changes.
+    #[arg(long, default_value_t = 2)]
+    pub policy_poll_secs: u64,
+}
+
+struct ControllerEndpoints(Arc<Metrics>);
+
+impl Endpoints for ControllerEndpoints {
+    async fn get(&self, path: &str) -> Option<HttpResponse> {
+        match path {
+            "/healthz" | "/readyz" => Some(plain(200, "ok\n".into(), "text/plain")),
+            "/metrics" => Some(plain(200, self.0.encode(), OPENMETRICS)),
+            _ => None,
+        }
+    }
+}
+
+fn load_policy(path: Option<&PathBuf>) -> anyhow::Result<Policy> {
+    match path {
+        Some(p) => Ok(Policy::load(p)?),
+        None => Ok(Policy::default()),
+    }
+}
+
+/// (mtime, size, inode) of a file: changes when it is rewritten or a ConfigMap's symlink swaps.
+fn stamp(path: &std::path::Path) -> Option<(std::time::SystemTime, u64, u64)> {
+    use std::os::unix::fs::MetadataExt as _;
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len(), m.ino()))
+}
+
+/// Re-reads the policy when its file changes; each change wakes every experiment.
+fn watch_policy(
+    path: PathBuf,
+    every: Duration,
+    policy: Arc<ArcSwap<Policy>>,
+    changed: tokio::sync::watch::Sender<()>,
+) {
+    tokio::spawn(async move {
+        let mut last = stamp(&path);
+        loop {
+            tokio::time::sleep(every).await;
+            let now = stamp(&path);
+            if now == last {
+                continue;
+            }
+            last = now;
+            match Policy::load(&path) {
+                Ok(p) => {
+                    tracing::info!(path = %path.display(), halt = p.halt, "policy reloaded");
+                    policy.store(Arc::new(p));
+                    let _ = changed.send(());
+                }
+                Err(err) => {
+                    tracing::error!(error = %err, "policy not reloaded; keeping the previous one")
+                }
+            }
+        }
+    });
+}
+
+fn changes(rx: tokio::sync::watch::Receiver<()>) -> impl futures::Stream<Item = ()> + Send {
+    futures::stream::unfold(rx, |mut rx| async move {
+        rx.changed().await.ok().map(|()| ((), rx))
+    })
+}
+
+async fn run_kind<K>(ctx: Arc<Ctx>, rx: tokio::sync::watch::Receiver<()>, namespace: Option<String>)
+where
+    K: Chaos + Clone + serde::de::DeserializeOwned + serde::Serialize,
+    K: kube::Resource<DynamicType = ()>,
+{
+    let api: Api<K> = match &namespace {
+        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
+        None => Api::all(ctx.client.clone()),
+    };
+    Controller::new(api, watcher::Config::default())
+        .reconcile_all_on(changes(rx))
+        .shutdown_on_signal()
+        .run(reconcile::<K>, error_policy::<K>, ctx)
+        .for_each(|result| async move {
+            if let Err(err) = result {
+                tracing::debug!(kind = K::KIND, error = %err, "reconcile");
+            }
+        })
+        .await;
+}
+
+/// Runs the controller until SIGTERM.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = Client::try_default()
+        .await
+        .context("a Kubernetes client (in-cluster or $KUBECONFIG)")?;
+    let policy = Arc::new(ArcSwap::from_pointee(load_policy(config.policy.as_ref())?));
+    let (tx, rx) = tokio::sync::watch::channel(());
+    if let Some(path) = &config.policy {
+        watch_policy(
+            path.clone(),
+            Duration::from_secs(config.policy_poll_secs.max(1)),
+            policy.clone(),
+            tx,
+        );
+    }
+    let read = |p: &PathBuf, flag: &str| {
+        std::fs::read(p).with_context(|| format!("{flag} {}", p.display()))
+    };
+    let mut identity = read(&config.client_cert, "--client-cert")?;
+    identity.push(b'\n');
+    identity.extend(read(&config.client_key, "--client-key")?);
+    let tls = DaemonTls {
+        ca_pem: read(&config.daemon_ca, "--daemon-ca")?,
+        identity_pem: identity,
+        server_name: config.daemon_server_name.clone(),
+    };
+    let metrics = Arc::new(Metrics::new());
+    let listener = tokio::net::TcpListener::bind(config.metrics_listen)
+        .await
+        .with_context(|| format!("--metrics-listen {}", config.metrics_listen))?;
+    tracing::info!(addr = %listener.local_addr()?, "metrics listening (/metrics, /healthz)");
+    faultline_rpc::spawn_plain_http(listener, Arc::new(ControllerEndpoints(metrics.clone())));
+    let reporter = Reporter {
+        controller: "faultline-controller".into(),
+        instance: std::env::var("POD_NAME").ok(),
+    };
+    let ctx = Arc::new(Ctx {
+        daemons: Daemons::new(
+            client.clone(),
+            config.daemon_namespace.clone(),
+            config.daemon_port,
+            tls,
+            metrics.clone(),
+        ),
+        recorder: Recorder::new(client.clone(), reporter),
+        client,
+        policy,
+        metrics,
+    });
+    tracing::info!("controller running: PodChaos, NetworkChaos, StressChaos, IOChaos");
+    tokio::join!(
+        run_kind::<PodChaos>(ctx.clone(), rx.clone(), config.watch_namespace.clone()),
+        run_kind::<NetworkChaos>(ctx.clone(), rx.clone(), config.watch_namespace.clone()),
+        run_kind::<StressChaos>(ctx.clone(), rx.clone(), config.watch_namespace.clone()),
+        run_kind::<IOChaos>(ctx.clone(), rx, config.watch_namespace.clone()),
+    );
+    Ok(())
+}
+
+/// Logs on stderr, `RUST_LOG` (default `info`), colour only on a terminal.
+pub fn logs_init() {
+    use std::io::IsTerminal as _;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .init();
+}

@@ -1,0 +1,254 @@
+//! The controller against the real API server, a real daemon and real containers: an
+//! experiment is selected, injected, timed, recorded and recovered; pause, policy halt,
+//! deletion mid-run, a daemon that is down and comes back, and one-shot container kills.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{World, condition, stress_processes};
+use faultline_controller::plan::fault_id;
+use faultline_e2e::unique_name;
+use kube::api::{DeleteParams, Patch, PatchParams};
+use serde_json::{Value, json};
+
+fn uid(obj: &Value) -> String {
+    obj["metadata"]["uid"].as_str().unwrap().to_owned()
+}
+
+fn phase(obj: &Value) -> &str {
+    obj["status"]["phase"].as_str().unwrap_or("")
+}
+
+#[tokio::test]
+async fn stress_runs_for_its_duration_and_is_recovered() {
+    let Some(w) = World::start("ctl-stress").await else {
+        return;
+    };
+    let c = w
+        .containerd
+        .run(&unique_name("ctl-stress"), &["sleep", "1000"])
+        .unwrap();
+    w.pod("cart-0", "cart", &c).await;
+    let created = w
+        .create(
+            "StressChaos",
+            "burn",
+            json!({"mode": "all", "selector": {"labelSelectors": {"app": "cart"}}, "duration": "6s",
+                   "stressors": {"cpu": {"workers": 1}}}),
+            json!({}),
+        )
+        .await;
+    let obj = w
+        .until(
+            "StressChaos",
+            "burn",
+            "AllInjected",
+            Duration::from_secs(30),
+            |o| condition(o, "AllInjected"),
+        )
+        .await;
+    assert!(
+        obj["metadata"]["finalizers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f == "chaos.faultline.dev/recover")
+    );
+    assert!(condition(&obj, "Selected"));
+    assert_eq!(
+        obj["status"]["records"][0]["id"],
+        format!("{}/cart-0/app", w.env.namespace)
+    );
+    let id = fault_id(&uid(&obj), &format!("{}/cart-0/app", w.env.namespace));
+    assert!(
+        stress_processes(&id) > 0,
+        "stress-ng runs in the container's cgroups"
+    );
+    let _ = created;
+    // The duration ends: recovered by the controller, stress-ng gone.
+    let obj = w
+        .until(
+            "StressChaos",
+            "burn",
+            "AllRecovered",
+            Duration::from_secs(30),
+            |o| condition(o, "AllRecovered"),
+        )
+        .await;
+    assert_eq!(phase(&obj), "Finished");
+    assert_eq!(stress_processes(&id), 0);
+    // Deleting a finished experiment removes the finalizer at once.
+    w.api("StressChaos")
+        .delete("burn", &DeleteParams::default())
+        .await
+        .unwrap();
+    w.until(
+        "StressChaos",
+        "burn",
+        "gone",
+        Duration::from_secs(20),
+        Value::is_null,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn pause_resume_halt_and_delete_mid_run() {
+    let Some(w) = World::start("ctl-pause").await else {
+        return;
+    };
+    let c = w
+        .containerd
+        .run(&unique_name("ctl-pause"), &["sleep", "1000"])
+        .unwrap();
+    w.pod("cart-1", "cart", &c).await;
+    w.create(
+        "StressChaos",
+        "long",
+        json!({"mode": "one", "selector": {"labelSelectors": {"app": "cart"}}, "stressors": {"cpu": {"workers": 1}}}),
+        json!({}),
+    )
+    .await;
+    let obj = w
+        .until(
+            "StressChaos",
+            "long",
+            "AllInjected",
+            Duration::from_secs(30),
+            |o| condition(o, "AllInjected"),
+        )
+        .await;
+    let id = fault_id(&uid(&obj), &format!("{}/cart-1/app", w.env.namespace));
+    assert!(stress_processes(&id) > 0);
+    let api = w.api("StressChaos");
+    let annotate = |v: Value| json!({"metadata": {"annotations": {"faultline.dev/pause": v}}});
+
+    // Pause: recovered, Paused.
+    api.patch(
+        "long",
+        &PatchParams::default(),
+        &Patch::Merge(&annotate(json!("true"))),
+    )
+    .await
+    .unwrap();
+    w.until(
+        "StressChaos",
+        "long",
+        "Paused",
+        Duration::from_secs(20),
+        |o| condition(o, "Paused") && phase(o) == "Paused",
+    )
+    .await;
+    assert_eq!(stress_processes(&id), 0);
+    // Resume: injected again.
+    api.patch(
+        "long",
+        &PatchParams::default(),
+        &Patch::Merge(&annotate(Value::Null)),
+    )
+    .await
+    .unwrap();
+    w.until(
+        "StressChaos",
+        "long",
+        "re-injected",
+        Duration::from_secs(20),
+        |o| condition(o, "AllInjected") && !condition(o, "Paused"),
+    )
+    .await;
+    assert!(stress_processes(&id) > 0);
+
+    // The policy's halt recovers it within seconds; lifting it re-injects.
+    let policy = std::fs::read_to_string(&w.policy).unwrap();
+    std::fs::write(&w.policy, format!("{policy}halt: true\n")).unwrap();
+    w.until(
+        "StressChaos",
+        "long",
+        "halted",
+        Duration::from_secs(10),
+        |o| phase(o) == "Paused",
+    )
+    .await;
+    assert_eq!(stress_processes(&id), 0);
+    std::fs::write(&w.policy, policy).unwrap();
+    w.until(
+        "StressChaos",
+        "long",
+        "running after halt",
+        Duration::from_secs(20),
+        |o| phase(o) == "Running" && condition(o, "AllInjected"),
+    )
+    .await;
+    assert!(stress_processes(&id) > 0);
+
+    // Delete mid-run: recovered, then the finalizer goes.
+    api.delete("long", &DeleteParams::default()).await.unwrap();
+    w.until(
+        "StressChaos",
+        "long",
+        "gone",
+        Duration::from_secs(20),
+        Value::is_null,
+    )
+    .await;
+    assert_eq!(stress_processes(&id), 0);
+}
+
+#[tokio::test]
+async fn a_daemon_that_is_down_is_retried_and_a_container_kill_is_one_shot() {
+    let Some(mut w) = World::start("ctl-daemon").await else {
+        return;
+    };
+    let c = w
+        .containerd
+        .run(&unique_name("ctl-daemon"), &["sleep", "1000"])
+        .unwrap();
+    w.pod("cart-2", "cart", &c).await;
+    w.stop_daemon();
+    w.create(
+        "PodChaos",
+        "kill",
+        json!({"action": "container-kill", "mode": "one", "containerNames": ["app"],
+               "selector": {"labelSelectors": {"app": "cart"}}}),
+        json!({}),
+    )
+    .await;
+    let obj = w
+        .until(
+            "PodChaos",
+            "kill",
+            "a failed record",
+            Duration::from_secs(30),
+            |o| o["status"]["records"][0]["phase"] == "Failed",
+        )
+        .await;
+    let message = obj["status"]["records"][0]["message"]
+        .as_str()
+        .unwrap_or("");
+    assert!(message.contains("unreachable"), "{obj:#}");
+    assert!(c.is_running(), "nothing killed while the daemon is down");
+    // The daemon comes back: the retry kills the container, once.
+    w.start_daemon().await;
+    w.until(
+        "PodChaos",
+        "kill",
+        "Finished",
+        Duration::from_secs(30),
+        |o| phase(o) == "Finished",
+    )
+    .await;
+    c.wait_exited(Duration::from_secs(10)).unwrap();
+    w.api("PodChaos")
+        .delete("kill", &DeleteParams::default())
+        .await
+        .unwrap();
+    w.until(
+        "PodChaos",
+        "kill",
+        "gone",
+        Duration::from_secs(20),
+        Value::is_null,
+    )
+    .await;
+}
