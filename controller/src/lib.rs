@@ -76,6 +76,16 @@ pub struct Config {
     /// Watch chaos objects in this namespace only (default: every namespace).
     #[arg(long, value_name = "NS")]
     pub watch_namespace: Option<String>,
+    /// Elect one active replica through a `coordination.k8s.io` Lease; the others wait. Off:
+    /// this process acts at once (one replica only!).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_election: bool,
+    /// The Lease's namespace.
+    #[arg(long, default_value = "faultline-system")]
+    pub lease_namespace: String,
+    /// The Lease's name.
+    #[arg(long, default_value = "faultline-controller")]
+    pub lease_name: String,
     /// How often the policy file is checked for changes.
     #[arg(long, default_value_t = 2)]
     pub policy_poll_secs: u64,
@@ -164,6 +174,50 @@ where
         .await;
 }
 
+/// Waits until this process holds the Lease; then watches it and exits the process if the
+/// lease is lost (another replica may be acting already: stopping at once is the safe side,
+/// and the Deployment restarts this one as a follower).
+async fn lead(client: &Client, config: &Config) -> anyhow::Result<()> {
+    let identity = std::env::var("POD_NAME").unwrap_or_else(|_| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        format!("{}-{}", host.trim(), std::process::id())
+    });
+    let manager = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &config.lease_name)
+        .with_namespace(&config.lease_namespace)
+        .with_identity(&identity)
+        .with_duration(15)
+        .with_grace(5)
+        .build()
+        .await
+        .with_context(|| format!("the Lease {}/{}", config.lease_namespace, config.lease_name))?;
+    let (mut leading, task) = manager.watch().await;
+    tracing::info!(lease = %config.lease_name, namespace = %config.lease_namespace, %identity, "waiting to lead");
+    while !*leading.borrow_and_update() {
+        leading
+            .changed()
+            .await
+            .context("the Lease watch ended before this replica became leader")?;
+    }
+    tracing::info!(%identity, "leading: reconciling chaos objects");
+    tokio::spawn(async move {
+        let lost = loop {
+            if leading.changed().await.is_err() {
+                break "the Lease watch ended";
+            }
+            if !*leading.borrow_and_update() {
+                break "the Lease went to another replica";
+            }
+        };
+        tracing::error!(
+            reason = lost,
+            "leadership lost; exiting so that only one replica acts"
+        );
+        task.abort();
+        std::process::exit(1);
+    });
+    Ok(())
+}
+
 /// Runs the controller until SIGTERM.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -214,6 +268,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         policy,
         metrics,
     });
+    if config.leader_election {
+        lead(&ctx.client, &config).await?;
+    }
     tracing::info!("controller running: PodChaos, NetworkChaos, StressChaos, IOChaos");
     tokio::join!(
         run_kind::<PodChaos>(ctx.clone(), rx.clone(), config.watch_namespace.clone()),

@@ -252,3 +252,128 @@ async fn a_daemon_that_is_down_is_retried_and_a_container_kill_is_one_shot() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn a_restarted_controller_keeps_its_targets_and_injects_nothing_twice() {
+    let Some(mut w) = World::start("ctl-restart").await else {
+        return;
+    };
+    let c = w
+        .containerd
+        .run(&unique_name("ctl-restart"), &["sleep", "1000"])
+        .unwrap();
+    w.pod("cart-3", "cart", &c).await;
+    w.create(
+        "StressChaos",
+        "steady",
+        json!({"mode": "all", "selector": {"labelSelectors": {"app": "cart"}}, "duration": "25s",
+               "stressors": {"cpu": {"workers": 1}}}),
+        json!({}),
+    )
+    .await;
+    let obj = w
+        .until(
+            "StressChaos",
+            "steady",
+            "AllInjected",
+            Duration::from_secs(30),
+            |o| condition(o, "AllInjected"),
+        )
+        .await;
+    let id = fault_id(&uid(&obj), &format!("{}/cart-3/app", w.env.namespace));
+    let running = stress_processes(&id);
+    assert!(running > 0);
+    w.stop_controller();
+    w.start_controller().await;
+    // The new controller acts (renews) on the same fault: never a second stress-ng.
+    w.until(
+        "StressChaos",
+        "steady",
+        "re-reconciled by the new controller",
+        Duration::from_secs(40),
+        |o| {
+            o["status"]["phase"] == "Running"
+                && w.leaders() == 1
+                && w.log_of(1).contains("leading: reconciling")
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(stress_processes(&id), running, "no double injection");
+    w.until(
+        "StressChaos",
+        "steady",
+        "AllRecovered",
+        Duration::from_secs(60),
+        |o| condition(o, "AllRecovered"),
+    )
+    .await;
+    assert_eq!(stress_processes(&id), 0);
+}
+
+#[tokio::test]
+async fn two_replicas_only_the_leader_acts_and_the_other_takes_over() {
+    let Some(mut w) = World::start("ctl-replicas").await else {
+        return;
+    };
+    w.start_controller().await;
+    let c = w
+        .containerd
+        .run(&unique_name("ctl-replicas"), &["sleep", "1000"])
+        .unwrap();
+    w.pod("cart-4", "cart", &c).await;
+    w.create(
+        "StressChaos",
+        "first",
+        json!({"mode": "all", "selector": {"labelSelectors": {"app": "cart"}}, "duration": "5m",
+               "stressors": {"cpu": {"workers": 1}}}),
+        json!({}),
+    )
+    .await;
+    w.until(
+        "StressChaos",
+        "first",
+        "AllInjected",
+        Duration::from_secs(30),
+        |o| condition(o, "AllInjected"),
+    )
+    .await;
+    assert_eq!(
+        w.leaders(),
+        1,
+        "exactly one replica leads:\n{}",
+        w.controller_log()
+    );
+    // The leader dies without releasing the Lease: the other takes over when it expires.
+    w.kill_leader();
+    w.create(
+        "PodChaos",
+        "after",
+        json!({"action": "container-kill", "mode": "one", "containerNames": ["app"],
+               "selector": {"labelSelectors": {"app": "cart"}}}),
+        json!({}),
+    )
+    .await;
+    w.until(
+        "PodChaos",
+        "after",
+        "done by the new leader",
+        Duration::from_secs(60),
+        |o| o["status"]["phase"] == "Finished",
+    )
+    .await;
+    assert_eq!(w.leaders(), 1);
+    c.wait_exited(Duration::from_secs(10)).unwrap();
+    w.api("StressChaos")
+        .delete("first", &DeleteParams::default())
+        .await
+        .unwrap();
+    w.until(
+        "StressChaos",
+        "first",
+        "gone",
+        Duration::from_secs(30),
+        Value::is_null,
+    )
+    .await;
+}

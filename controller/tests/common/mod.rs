@@ -86,7 +86,9 @@ pub struct World {
     pub daemon_ip: Ipv4Addr,
     pub daemon_port: u16,
     daemon: Option<Child>,
-    controller: Option<Child>,
+    /// Running controllers (replicas), oldest first, with their log numbers.
+    controllers: Vec<(usize, Option<Child>)>,
+    started_controllers: usize,
     pub policy: PathBuf,
     /// This test's stand-in for `faultline-system` (tests share one API server).
     pub daemon_namespace: String,
@@ -130,7 +132,8 @@ impl World {
             daemon_ip,
             daemon_port,
             daemon: None,
-            controller: None,
+            controllers: Vec::new(),
+            started_controllers: 0,
             policy,
             daemon_namespace,
         };
@@ -225,6 +228,8 @@ impl World {
             self.env.namespace.clone(),
             "--daemon-namespace".into(),
             self.daemon_namespace.clone(),
+            "--lease-namespace".into(),
+            self.env.namespace.clone(),
             "--daemon-port".into(),
             self.daemon_port.to_string(),
             "--client-cert".into(),
@@ -237,16 +242,52 @@ impl World {
             metrics.to_string(),
         ];
         let binary = PathBuf::from(env!("CARGO_BIN_EXE_faultline-controller"));
-        self.controller = Some(spawn(
+        let n = self.started_controllers;
+        self.started_controllers += 1;
+        let log = self.dir.path().join(format!("controller-{n}.log"));
+        let child = spawn(
             &binary,
             &args,
             &[("KUBECONFIG", &self.env.kubeconfig)],
-            &self.dir.path().join("controller.log"),
-        ));
+            &log,
+        );
+        self.controllers.push((n, Some(child)));
     }
 
+    /// Stops the oldest running controller (SIGTERM).
     pub fn stop_controller(&mut self) {
-        stop(&mut self.controller);
+        if !self.controllers.is_empty() {
+            let (_, mut child) = self.controllers.remove(0);
+            stop(&mut child);
+        }
+    }
+
+    /// Kills the controller whose log says it leads (SIGKILL: no release of the Lease).
+    pub fn kill_leader(&mut self) -> usize {
+        let at = self
+            .controllers
+            .iter()
+            .position(|(n, _)| self.log_of(*n).contains("leading: reconciling"))
+            .expect("a leader");
+        let (n, child) = self.controllers.remove(at);
+        if let Some(mut c) = child {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        n
+    }
+
+    pub fn log_of(&self, n: usize) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("controller-{n}.log")))
+            .unwrap_or_default()
+    }
+
+    /// How many running controllers say they lead.
+    pub fn leaders(&self) -> usize {
+        self.controllers
+            .iter()
+            .filter(|(n, _)| self.log_of(*n).contains("leading: reconciling"))
+            .count()
     }
 
     pub fn daemon_log(&self) -> String {
@@ -254,7 +295,9 @@ impl World {
     }
 
     pub fn controller_log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("controller.log")).unwrap_or_default()
+        (0..self.started_controllers)
+            .map(|n| format!("--- controller {n} ---\n{}", self.log_of(n)))
+            .collect()
     }
 
     /// A pod `name` labelled `app: <app>` in the test namespace, running container `c` (a real
@@ -348,7 +391,9 @@ pub fn condition(obj: &Value, type_: &str) -> bool {
 
 impl Drop for World {
     fn drop(&mut self) {
-        stop(&mut self.controller);
+        for (_, c) in &mut self.controllers {
+            stop(c);
+        }
         stop(&mut self.daemon);
     }
 }
