@@ -6,7 +6,7 @@ use crate::network_chaos::{Direction, NetworkChaos};
 use crate::pod_chaos::PodChaos;
 use crate::selector::PodSelector;
 use crate::stress_chaos::StressChaos;
-use crate::validate::{Violation, normalize_device};
+use crate::validate::{Findings, Violation, Warning, normalize_device};
 use kube::Resource;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -20,6 +20,9 @@ pub trait Experiment: Resource<DynamicType = ()> + Serialize + DeserializeOwned 
     fn action(&self) -> &'static str;
     /// Every spec violation (DESIGN.md §2); empty = executable.
     fn validate(&self) -> Vec<Violation>;
+    /// What Chaos Mesh accepts and Faultline admits but reads its own way (an ignored field, a
+    /// tool default), each with its path: the webhook's admission warnings.
+    fn warnings(&self) -> Vec<Warning>;
     /// Fills defaults (DESIGN.md §3 `/default`) for an object living in `namespace`; never
     /// overrides a value the user wrote.
     fn apply_defaults(&mut self, namespace: &str);
@@ -51,6 +54,9 @@ impl Experiment for PodChaos {
     fn validate(&self) -> Vec<Violation> {
         self.spec.validate()
     }
+    fn warnings(&self) -> Vec<Warning> {
+        self.spec.warnings()
+    }
     fn apply_defaults(&mut self, namespace: &str) {
         self.spec.scope.default_namespace(namespace);
     }
@@ -71,6 +77,9 @@ impl Experiment for NetworkChaos {
     }
     fn validate(&self) -> Vec<Violation> {
         self.spec.validate()
+    }
+    fn warnings(&self) -> Vec<Warning> {
+        self.spec.warnings()
     }
     fn apply_defaults(&mut self, namespace: &str) {
         let spec = &mut self.spec;
@@ -111,6 +120,9 @@ impl Experiment for StressChaos {
     fn validate(&self) -> Vec<Violation> {
         self.spec.validate()
     }
+    fn warnings(&self) -> Vec<Warning> {
+        self.spec.warnings()
+    }
     fn apply_defaults(&mut self, namespace: &str) {
         self.spec.scope.default_namespace(namespace);
     }
@@ -132,6 +144,9 @@ impl Experiment for IOChaos {
     fn validate(&self) -> Vec<Violation> {
         self.spec.validate()
     }
+    fn warnings(&self) -> Vec<Warning> {
+        self.spec.warnings()
+    }
     fn apply_defaults(&mut self, namespace: &str) {
         self.spec.scope.default_namespace(namespace);
         self.spec.percent.get_or_insert(100);
@@ -148,6 +163,7 @@ impl Experiment for IOChaos {
 }
 
 /// A JSON document that is not a valid chaos object, with the path of the first bad field.
+/// ([`crate::read()`] reports every bad field instead.)
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParseError {
     #[error(
@@ -245,6 +261,19 @@ impl AnyChaos {
     }
     pub fn validate(&self) -> Vec<Violation> {
         delegate!(self, c => c.validate())
+    }
+    pub fn warnings(&self) -> Vec<Warning> {
+        delegate!(self, c => c.warnings())
+    }
+    /// Violations and warnings; with `action_known` false (the action could not be read), the
+    /// rules that depend on the action are skipped.
+    pub(crate) fn findings(&self, action_known: bool) -> Findings {
+        match self {
+            AnyChaos::Pod(c) => c.spec.findings(action_known.then_some(c.spec.action)),
+            AnyChaos::Network(c) => c.spec.checked(action_known.then_some(c.spec.action)).1,
+            AnyChaos::Stress(c) => c.spec.checked().1,
+            AnyChaos::Io(c) => c.spec.checked(action_known.then_some(c.spec.action)).1,
+        }
     }
     pub fn apply_defaults(&mut self, namespace: &str) {
         delegate!(self, c => c.apply_defaults(namespace))

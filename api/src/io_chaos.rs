@@ -3,7 +3,7 @@
 use crate::iorule::{self, AttrOverride, IoFaultType, Mistake, compile_glob};
 use crate::selector::{PodSelector, validate_container_names};
 use crate::status::ChaosStatus;
-use crate::validate::{self, Findings, Rule, Violation};
+use crate::validate::{self, Findings, Note, Rule, Violation, Warning};
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -25,6 +25,7 @@ use std::path::{Component, Path};
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = crate::schema::io_spec_extras)]
 /// Delay, fail or corrupt file-system operations on a volume of the selected pods.
 pub struct IOChaosSpec {
     #[serde(flatten)]
@@ -32,15 +33,18 @@ pub struct IOChaosSpec {
     pub action: IoFaultType,
     /// Mount path (inside the app container) of the volume behind the fault filesystem.
     #[serde(default)]
+    #[schemars(regex(pattern = crate::schema::ABSOLUTE))]
     pub volume_path: String,
     /// Absolute glob of the files to hit, under `volumePath`; absent = every file of the volume.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = crate::schema::ABSOLUTE))]
     pub path: Option<String>,
     /// FUSE operations to hit (case-insensitive); empty = all.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub methods: Vec<String>,
     /// Chance in percent that a matching operation is hit (default 100).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 100))]
     pub percent: Option<i64>,
     /// Delay for `latency`, a Go duration.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -54,7 +58,9 @@ pub struct IOChaosSpec {
     pub mistake: Option<Mistake>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub container_names: Vec<String>,
+    /// How long the faults last (Go duration).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = crate::schema::DURATION))]
     pub duration: Option<String>,
 }
 
@@ -85,17 +91,32 @@ pub(crate) struct IoValues {
 impl IOChaosSpec {
     /// Every violation of the spec, with its field path.
     pub fn validate(&self) -> Vec<Violation> {
-        self.checked().1
+        self.checked(Some(self.action)).1.into_vec()
     }
 
-    /// The rule fields as the sidecar takes them (when they are all valid), and the violations.
-    /// The conversion to a sidecar rule uses these values instead of checking again.
-    pub(crate) fn checked(&self) -> (Option<IoValues>, Vec<Violation>) {
+    /// What is admitted but read in Faultline's way, with its field path: the payload fields of
+    /// other actions, which the conversion drops (Chaos Mesh ignores them too).
+    pub fn warnings(&self) -> Vec<Warning> {
+        self.checked(Some(self.action)).1.into_parts().1
+    }
+
+    /// Whether the payload field `field` (`delay`, `errno`, `attr`, `mistake`) is set.
+    fn has_payload(&self, field: &str) -> bool {
+        match field {
+            "delay" => self.delay.is_some(),
+            "errno" => self.errno.is_some(),
+            "attr" => self.attr.is_some(),
+            _ => self.mistake.is_some(),
+        }
+    }
+
+    /// The rule fields as the sidecar takes them (when they are all valid), and the findings.
+    /// The conversion to a sidecar rule uses these values instead of checking again. `action`
+    /// is `None` when it could not be read: the payload rules are skipped then.
+    pub(crate) fn checked(&self, action: Option<IoFaultType>) -> (Option<IoValues>, Findings) {
         let mut f = Findings::default();
         self.scope.validate_at("spec", &mut f);
         validate_container_names("spec.containerNames", &self.container_names, &mut f);
-        let action = self.action.as_str();
-        let because = |what: &str| format!("for action `{action}` ({what})");
         let volume = self.volume_path.trim();
         let volume_ok = if volume.is_empty() {
             f.push(
@@ -143,43 +164,8 @@ impl IOChaosSpec {
         }
         let methods = iorule::check_methods(&mut f, "spec.methods", &self.methods);
         let percent = iorule::check_percent(&mut f, "spec.percent", self.percent);
-        match self.action {
-            IoFaultType::Latency => match &self.delay {
-                Some(delay) => iorule::check_positive_duration(&mut f, "spec.delay", delay),
-                None => f.push(
-                    "spec.delay",
-                    Rule::Required {
-                        because: because("the delay"),
-                    },
-                ),
-            },
-            IoFaultType::Fault => match self.errno {
-                Some(errno) => f.check("spec.errno", validate::errno(errno)),
-                None => f.push(
-                    "spec.errno",
-                    Rule::Required {
-                        because: because("the error number"),
-                    },
-                ),
-            },
-            IoFaultType::AttrOverride => match &self.attr {
-                Some(attr) => attr.validate_at("spec.attr", &mut f),
-                None => f.push(
-                    "spec.attr",
-                    Rule::Required {
-                        because: because("the attributes"),
-                    },
-                ),
-            },
-            IoFaultType::Mistake => match &self.mistake {
-                Some(mistake) => mistake.validate_at("spec.mistake", &mut f),
-                None => f.push(
-                    "spec.mistake",
-                    Rule::Required {
-                        because: because("the corruption"),
-                    },
-                ),
-            },
+        if let Some(action) = action {
+            self.check_payloads(action, &mut f);
         }
         if let Some(duration) = &self.duration {
             iorule::check_positive_duration(&mut f, "spec.duration", duration);
@@ -192,7 +178,58 @@ impl IOChaosSpec {
             }),
             _ => None,
         };
-        (values, f.into_vec())
+        (values, f)
+    }
+
+    /// The action's payload is required and checked; another action's is ignored, with a
+    /// warning (the sidecar rule has no place for it: [`iorule::PAYLOADS`]).
+    fn check_payloads(&self, action: IoFaultType, f: &mut Findings) {
+        for (owner, field, _, what) in iorule::PAYLOADS {
+            let at = validate::child("spec", field);
+            let present = self.has_payload(field);
+            if owner != action {
+                if present {
+                    f.warn(
+                        at,
+                        Note::FieldIgnored {
+                            action: action.as_str().to_owned(),
+                            owners: owner.as_str().to_owned(),
+                        },
+                    );
+                }
+                continue;
+            }
+            match owner {
+                IoFaultType::Latency => {
+                    if let Some(delay) = &self.delay {
+                        iorule::check_positive_duration(f, &at, delay);
+                    }
+                }
+                IoFaultType::Fault => {
+                    if let Some(errno) = self.errno {
+                        f.check(at.clone(), validate::errno(errno));
+                    }
+                }
+                IoFaultType::AttrOverride => {
+                    if let Some(attr) = &self.attr {
+                        attr.validate_at(&at, f);
+                    }
+                }
+                IoFaultType::Mistake => {
+                    if let Some(mistake) = &self.mistake {
+                        mistake.validate_at(&at, f);
+                    }
+                }
+            }
+            if !present {
+                f.push(
+                    at,
+                    Rule::Required {
+                        because: format!("for action `{}` ({what})", action.as_str()),
+                    },
+                );
+            }
+        }
     }
 }
 

@@ -60,10 +60,14 @@ fn one() -> u32 {
 }
 
 /// A point in time for attribute overrides (seconds and nanoseconds since the epoch).
+// The CRD requires both fields, as Chaos Mesh's does; sidecar rules may leave `nsec` out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "crd", schemars(transform = crate::schema::timespec_required))]
 pub struct Timespec {
+    /// Seconds since the epoch.
     pub sec: i64,
+    /// Nanoseconds, 0..=999999999.
     #[serde(default)]
     pub nsec: i64,
 }
@@ -135,7 +139,9 @@ pub enum Filling {
 #[serde(rename_all = "camelCase")]
 pub struct Mistake {
     pub filling: Filling,
+    /// Ranges corrupted per operation, 1..=1024.
     pub max_occurrences: i64,
+    /// Bytes per corrupted range, 1..=1048576.
     pub max_length: i64,
 }
 
@@ -262,6 +268,17 @@ pub fn compile_glob(pattern: &str) -> Result<globset::GlobMatcher, Rule> {
     build_glob(pattern).map(|glob| glob.compile_matcher())
 }
 
+/// Each fault type's payload: the field in an IOChaos spec, the field in a sidecar rule, and
+/// what it carries. A rule carries its own type's payload only ([`IoRule::validate`] refuses
+/// another's); an IOChaos may carry others, which the conversion drops and validation warns
+/// about, field by field (`spec.errno: ignored: action `latency` ...`).
+pub(crate) const PAYLOADS: [(IoFaultType, &str, &str, &str); 4] = [
+    (IoFaultType::Latency, "delay", "latency", "the delay"),
+    (IoFaultType::Fault, "errno", "faults", "the errnos"),
+    (IoFaultType::AttrOverride, "attr", "attr", "the attributes"),
+    (IoFaultType::Mistake, "mistake", "mistake", "the corruption"),
+];
+
 /// One fault rule of the sidecar (DESIGN.md §4). Deserializing is strict (see [`parse_rule`]):
 /// unknown fields, wrong types and out-of-range numbers are errors.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -344,33 +361,13 @@ impl IoRule {
     /// Each type's payload: required for its own type, refused on another (a `latency` on a
     /// fault rule would be ignored, and the rule would not do what its author meant).
     fn validate_payloads(&self, kind: Option<IoFaultType>, path: &str, findings: &mut Findings) {
-        let payloads = [
-            (
-                IoFaultType::Latency,
-                "latency",
-                self.latency.is_some(),
-                "the delay",
-            ),
-            (
-                IoFaultType::Fault,
-                "faults",
-                !self.faults.is_empty(),
-                "the errnos",
-            ),
-            (
-                IoFaultType::AttrOverride,
-                "attr",
-                self.attr.is_some(),
-                "the attributes",
-            ),
-            (
-                IoFaultType::Mistake,
-                "mistake",
-                self.mistake.is_some(),
-                "the corruption",
-            ),
-        ];
-        for (owner, field, present, what) in payloads {
+        for (owner, _, field, what) in PAYLOADS {
+            let present = match owner {
+                IoFaultType::Latency => self.latency.is_some(),
+                IoFaultType::Fault => !self.faults.is_empty(),
+                IoFaultType::AttrOverride => self.attr.is_some(),
+                IoFaultType::Mistake => self.mistake.is_some(),
+            };
             let at = child(path, field);
             match kind {
                 Some(kind) if kind != owner && present => findings.push(

@@ -9,19 +9,27 @@
 //! - **Validation** ([`Experiment::validate`]) returns *every* [`validate::Violation`], each with its
 //!   JSON path and a typed [`validate::Rule`]. The webhook, the controller and the daemon call the
 //!   same functions, so what is admitted is executable. `docs/validation.md` lists every rule.
+//!   [`Experiment::warnings`] says what is admitted but read Faultline's way.
+//! - **Reading** ([`read()`]) takes untyped JSON (an AdmissionReview's object) and reports every
+//!   missing field, wrong type, unknown value and unknown field against the CRD schema, together
+//!   with the validation of the rest — serde would stop at the first.
+//! - **Peers** ([`peer::Peer`]): `externalTargets` entries (IP, CIDR or name, optional port),
+//!   parsed once and carried to the daemon in canonical text.
 //! - **Defaulting** ([`Experiment::apply_defaults`]) fills what DESIGN.md §3 `/default` names and
 //!   never overrides a value the user wrote.
 //! - **Conversions** turn specs into what the node agents execute, in exact integer units:
 //!   [`convert::network`] (netem/tbf parameters), [`convert::stress`] (stress-ng arguments) and
 //!   [`convert::io`] (sidecar [`iorule::IoRule`]s).
 //! - **CRDs**: [`crds()`] returns the CustomResourceDefinitions; `cargo xtask crds` writes them to
-//!   `manifests/crds/` and a test fails when those files are stale.
+//!   `manifests/crds/` and a test fails when those files are stale. Required fields, bounds and
+//!   patterns come from the types' schemars attributes ([`schema`]).
 //!
-//! Without the default `crd` feature only [`duration`], [`iorule`] and [`validate`] remain: what the
-//! sidecar needs, without kube.
+//! Without the default `crd` feature only [`duration`], [`iorule`], [`peer`] and [`validate`]
+//! remain: what the sidecar needs, without kube.
 
 pub mod duration;
 pub mod iorule;
+pub mod peer;
 pub mod report;
 pub mod rpc;
 pub mod validate;
@@ -39,6 +47,10 @@ pub mod pod_chaos;
 #[cfg(feature = "crd")]
 pub mod quantity;
 #[cfg(feature = "crd")]
+pub mod read;
+#[cfg(feature = "crd")]
+pub mod schema;
+#[cfg(feature = "crd")]
 pub mod selector;
 #[cfg(feature = "crd")]
 pub mod status;
@@ -53,6 +65,8 @@ pub use io_chaos::{IOChaos, IOChaosSpec};
 pub use network_chaos::{NetworkChaos, NetworkChaosSpec};
 #[cfg(feature = "crd")]
 pub use pod_chaos::{PodChaos, PodChaosSpec};
+#[cfg(feature = "crd")]
+pub use read::{Reading, read};
 #[cfg(feature = "crd")]
 pub use selector::{PodSelector, PodSelectorSpec, SelectorMode, TargetCount};
 #[cfg(feature = "crd")]

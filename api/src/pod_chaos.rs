@@ -2,7 +2,7 @@
 
 use crate::selector::{PodSelector, validate_container_names};
 use crate::status::ChaosStatus;
-use crate::validate::{Findings, Rule, Violation, child};
+use crate::validate::{Findings, Rule, Violation, Warning, child};
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = crate::schema::spec_extras)]
 /// Kill pods or containers, or make pods fail, in the selected pods.
 pub struct PodChaosSpec {
     #[serde(flatten)]
@@ -33,9 +34,11 @@ pub struct PodChaosSpec {
     pub container_names: Vec<String>,
     /// Seconds the pod gets to terminate on `pod-kill` (0 = immediately).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
     pub grace_period: Option<i64>,
     /// How long `pod-failure` lasts (Go duration).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = crate::schema::DURATION))]
     pub duration: Option<String>,
 }
 
@@ -58,11 +61,23 @@ impl PodChaosAction {
 }
 
 impl PodChaosSpec {
+    /// Every violation of the spec, with its field path.
     pub fn validate(&self) -> Vec<Violation> {
+        self.findings(Some(self.action)).into_vec()
+    }
+
+    /// What is admitted but read in Faultline's way, with its field path.
+    pub fn warnings(&self) -> Vec<Warning> {
+        self.findings(Some(self.action)).into_parts().1
+    }
+
+    /// Violations and warnings; `action` is `None` when it could not be read, and then the
+    /// rules that depend on it are skipped.
+    pub(crate) fn findings(&self, action: Option<PodChaosAction>) -> Findings {
         let mut f = Findings::default();
         self.scope.validate_at("spec", &mut f);
         validate_container_names("spec.containerNames", &self.container_names, &mut f);
-        if self.action == PodChaosAction::ContainerKill && self.container_names.is_empty() {
+        if action == Some(PodChaosAction::ContainerKill) && self.container_names.is_empty() {
             f.push(
                 "spec.containerNames",
                 Rule::Required {
@@ -79,7 +94,7 @@ impl PodChaosSpec {
         if let Some(duration) = &self.duration {
             crate::iorule::check_positive_duration(&mut f, &child("spec", "duration"), duration);
         }
-        f.into_vec()
+        f
     }
 
     /// `pod-kill` and `container-kill` are instant; `pod-failure` lasts until recovered.

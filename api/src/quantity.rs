@@ -3,6 +3,7 @@
 //! Rate units follow tc(8): `bit`, `kbit`, `mbit`, `gbit`, `tbit` are bits per second (SI),
 //! `kibit`… are IEC; `bps`, `kbps`, `mbps`… are **bytes** per second, as in tc. Units are
 //! case-insensitive and required: a bare number is ambiguous between tc (bits) and humans (bytes).
+//! A rate is a whole number, as Chaos Mesh takes it (`1500kbit`, not `1.5mbit`).
 
 /// A decimal number as an exact fraction `mantissa / 10^decimals`.
 fn parse_decimal(number: &str) -> Option<(u128, u32)> {
@@ -60,6 +61,9 @@ pub enum QuantityError {
     /// The number is not a decimal.
     #[error("the number is malformed")]
     Malformed,
+    /// A rate with a fraction: Chaos Mesh takes whole numbers only.
+    #[error("must be a whole number with a unit, e.g. `1500kbit` rather than `1.5mbit`")]
+    Fraction,
     /// A rate without a unit.
     #[error("needs a unit: bit, kbit, mbit, gbit (bits/s) or bps, kbps, mbps, gbps (bytes/s)")]
     NoRateUnit,
@@ -95,6 +99,9 @@ pub fn parse_rate(input: &str) -> Result<u64, QuantityError> {
         });
     }
     let (mantissa, decimals) = parse_decimal(number).ok_or(QuantityError::Malformed)?;
+    if decimals > 0 || number.contains('.') {
+        return Err(QuantityError::Fraction);
+    }
     if unit.is_empty() {
         return Err(QuantityError::NoRateUnit);
     }
@@ -194,7 +201,7 @@ mod tests {
             ("10MBps", 10_000_000),
             ("1 kbit", 125),
             ("1mbit", 125_000),
-            ("1.5mbit", 187_500),
+            ("1500kbit", 187_500),
             ("100bit", 12),
             ("1gbit", 125_000_000),
             ("1kibit", 128),
@@ -213,9 +220,12 @@ mod tests {
             "1..2mbit",
             "99999999999999999999tbps",
             "-1mbit",
+            "1.5mbit",
+            "1.mbit",
         ] {
             assert!(parse_rate(bad).is_err(), "{bad}");
         }
+        assert_eq!(parse_rate("1.5mbit"), Err(QuantityError::Fraction));
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Which pods an experiment touches: Chaos Mesh's `selector` + `mode` + `value`.
 
-use crate::validate::{self, Findings, Rule, child, index, key};
+use crate::validate::{self, Findings, Note, Rule, child, index, key};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -73,9 +73,13 @@ impl SelectorMode {
 
 // `selector` + `mode` + `value`, inlined in every chaos spec and used by NetworkChaos `target`.
 // (A plain comment: a doc comment would become the description of every spec it is inlined in.)
+// `selector` is required by the schema and by validation (an empty one is refused), while serde
+// takes it as absent-means-empty so that [`crate::read()`] reports it with the other problems.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = crate::schema::selector_required)]
 pub struct PodSelector {
+    /// Which pods: namespaces, labels, expressions, annotations, fields, nodes or exact pods.
     #[serde(default)]
     pub selector: PodSelectorSpec,
     pub mode: SelectorMode,
@@ -149,9 +153,14 @@ impl PodSelector {
         out
     }
 
-    /// Fills an empty namespace list with `namespace`, unless exact `pods` already say where.
+    /// Fills an empty namespace list with `namespace`, unless exact `pods` already say where, or
+    /// the selector is empty: validation refuses an empty selector, and a namespace filled in
+    /// here would turn it into "every pod of the namespace".
     pub fn default_namespace(&mut self, namespace: &str) {
-        if self.selector.namespaces.is_empty() && self.selector.pods.is_empty() {
+        if self.selector.namespaces.is_empty()
+            && self.selector.pods.is_empty()
+            && !self.selector.is_empty()
+        {
             self.selector.namespaces.push(namespace.to_string());
         }
     }
@@ -167,8 +176,9 @@ impl PodSelector {
             .filter(|v| !v.is_empty());
         let mode = self.mode.as_str().to_string();
         match (self.mode, value) {
+            // Chaos Mesh ignores it too.
             (SelectorMode::One | SelectorMode::All, Some(_)) => {
-                findings.push(value_path, Rule::ValueNotAllowed { mode })
+                findings.warn(value_path, Note::ValueIgnored { mode })
             }
             (SelectorMode::One | SelectorMode::All, None) => {}
             (_, None) => findings.push(value_path, Rule::ValueRequired { mode }),
@@ -193,14 +203,31 @@ impl PodSelector {
                 }
             }
         }
-        self.selector
-            .validate_at(&child(path, "selector"), findings);
+        let selector = child(path, "selector");
+        if self.selector.is_empty() {
+            findings.push(selector.clone(), Rule::EmptySelector);
+        }
+        self.selector.validate_at(&selector, findings);
     }
 }
 
 const POD_PHASES: &[&str] = &["Pending", "Running", "Succeeded", "Failed", "Unknown"];
 
 impl PodSelectorSpec {
+    /// Whether the selector names no pods in particular: no namespace, exact pod, label,
+    /// expression, annotation, field, node or node label (a pod phase alone narrows nothing
+    /// down). Chaos Mesh would then take every pod of the experiment's namespace.
+    pub fn is_empty(&self) -> bool {
+        self.namespaces.is_empty()
+            && self.nodes.is_empty()
+            && self.pods.is_empty()
+            && self.node_selectors.is_empty()
+            && self.field_selectors.is_empty()
+            && self.label_selectors.is_empty()
+            && self.annotation_selectors.is_empty()
+            && self.expression_selectors.is_empty()
+    }
+
     pub fn validate_at(&self, path: &str, findings: &mut Findings) {
         let list = child(path, "namespaces");
         for (i, ns) in self.namespaces.iter().enumerate() {
@@ -321,19 +348,35 @@ mod tests {
 
     fn sel(mode: SelectorMode, value: Option<&str>) -> PodSelector {
         PodSelector {
-            selector: PodSelectorSpec::default(),
+            selector: PodSelectorSpec {
+                label_selectors: BTreeMap::from([("app".into(), "web".into())]),
+                ..PodSelectorSpec::default()
+            },
             mode,
             value: value.map(Into::into),
         }
     }
 
-    fn rules(s: &PodSelector) -> Vec<(String, &'static str)> {
+    type Ids = Vec<(String, &'static str)>;
+
+    fn findings(s: &PodSelector) -> (Ids, Ids) {
         let mut f = Findings::default();
         s.validate_at("spec", &mut f);
-        f.into_vec()
-            .into_iter()
-            .map(|v| (v.path, v.rule.name()))
-            .collect()
+        let (violations, warnings) = f.into_parts();
+        (
+            violations
+                .into_iter()
+                .map(|v| (v.path, v.rule.name()))
+                .collect(),
+            warnings
+                .into_iter()
+                .map(|w| (w.path, w.note.name()))
+                .collect(),
+        )
+    }
+
+    fn rules(s: &PodSelector) -> Vec<(String, &'static str)> {
+        findings(s).0
     }
 
     #[test]
@@ -342,8 +385,6 @@ mod tests {
         let cases: &[(SelectorMode, Option<&str>, Option<&str>)] = &[
             (One, None, None),
             (All, None, None),
-            (One, Some("1"), Some("value-not-allowed")),
-            (All, Some("x"), Some("value-not-allowed")),
             (Fixed, Some("3"), None),
             (Fixed, None, Some("value-required")),
             (Fixed, Some("0"), Some("value-not-pod-count")),
@@ -367,6 +408,34 @@ mod tests {
                 ),
             }
         }
+    }
+
+    #[test]
+    fn a_value_that_mode_one_or_all_ignores_is_a_warning() {
+        for mode in [SelectorMode::One, SelectorMode::All] {
+            assert_eq!(
+                findings(&sel(mode, Some("3"))),
+                (vec![], vec![("spec.value".to_string(), "value-ignored")])
+            );
+        }
+    }
+
+    #[test]
+    fn an_empty_selector_is_refused() {
+        let mut s = sel(SelectorMode::All, None);
+        s.selector = PodSelectorSpec::default();
+        assert_eq!(
+            rules(&s),
+            vec![("spec.selector".to_string(), "empty-selector")]
+        );
+        s.selector.pod_phase_selectors = vec!["Running".into()];
+        assert_eq!(
+            rules(&s),
+            vec![("spec.selector".to_string(), "empty-selector")],
+            "a phase alone still means every pod"
+        );
+        s.selector.namespaces = vec!["shop".into()];
+        assert_eq!(rules(&s), vec![], "a namespace, named, is a choice");
     }
 
     #[test]
@@ -449,7 +518,7 @@ mod tests {
     }
 
     #[test]
-    fn default_namespace_respects_pods() {
+    fn default_namespace_respects_pods_and_empty_selectors() {
         let mut s = sel(SelectorMode::All, None);
         s.default_namespace("team");
         assert_eq!(s.selector.namespaces, vec!["team".to_string()]);
@@ -460,5 +529,12 @@ mod tests {
         s.default_namespace("team");
         assert!(s.selector.namespaces.is_empty());
         assert_eq!(s.namespaces(), BTreeSet::from(["shop".to_string()]));
+        let mut s = sel(SelectorMode::All, None);
+        s.selector = PodSelectorSpec::default();
+        s.default_namespace("team");
+        assert!(
+            s.selector.is_empty(),
+            "an empty selector stays empty, to be refused"
+        );
     }
 }

@@ -3,7 +3,7 @@
 use crate::quantity::{MemorySize, parse_memory_size};
 use crate::selector::{PodSelector, validate_container_names};
 use crate::status::ChaosStatus;
-use crate::validate::{Findings, Rule, Violation, child, in_range, index};
+use crate::validate::{Findings, Note, Rule, Violation, Warning, child, in_range, index};
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = crate::schema::spec_extras)]
 /// Burn CPU or occupy memory inside the selected containers' cgroups.
 pub struct StressChaosSpec {
     #[serde(flatten)]
@@ -32,10 +33,12 @@ pub struct StressChaosSpec {
     pub container_names: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stressors: Option<Stressors>,
-    /// Raw stress-ng arguments, e.g. `--cpu 2 --cpu-load 50`.
+    /// Raw stress-ng arguments, e.g. `--cpu 2 --cpu-load 50`; when set, `stressors` is ignored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stressng_stressors: Option<String>,
+    /// How long the stress lasts (Go duration).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = crate::schema::DURATION))]
     pub duration: Option<String>,
 }
 
@@ -50,12 +53,15 @@ pub struct Stressors {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = crate::schema::workers_required)]
 pub struct CpuStressor {
     /// stress-ng workers, 1..=8192.
     #[serde(default)]
+    #[schemars(range(min = 1, max = 8192))]
     pub workers: i64,
     /// Percent load of each worker, 0..=100 (absent = 100).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 100))]
     pub load: Option<i64>,
     /// Extra stress-ng options, e.g. `--cpu-method matrixprod`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -64,15 +70,19 @@ pub struct CpuStressor {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = crate::schema::workers_required)]
 pub struct MemoryStressor {
     /// stress-ng vm workers, 1..=8192.
     #[serde(default)]
+    #[schemars(range(min = 1, max = 8192))]
     pub workers: i64,
-    /// Total memory to occupy: `256MB`, `1GiB` or `50%` of the container's memory.
+    /// Total memory to occupy: `256MB`, `1GiB` or `50%` of the container's memory; absent =
+    /// stress-ng's default, 256MB per worker.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size: Option<String>,
     /// oom_score_adj of the stress processes, -1000..=1000.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = -1000, max = 1000))]
     pub oom_score_adj: Option<i64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub options: Vec<String>,
@@ -121,22 +131,24 @@ fn check_option_token(token: &str) -> Result<(), Rule> {
     Ok(())
 }
 
-/// Checks a list of option strings (each may hold `--flag value`) and returns nothing on success.
+/// Checks a list of option strings (each may hold `--flag value`). An empty one is dropped
+/// with a warning, as Chaos Mesh ignores it.
 fn check_options(path: &str, options: &[String], f: &mut Findings) {
     for (i, option) in options.iter().enumerate() {
         let at = index(path, i);
         let mut tokens = option.split_whitespace();
         match tokens.next() {
+            None => f.warn(at, Note::EmptyOption),
             Some(first) if first.starts_with('-') => {
                 for token in std::iter::once(first).chain(tokens) {
                     f.check(at.clone(), check_option_token(token));
                 }
             }
-            _ => f.push(
+            Some(_) => f.push(
                 at,
                 Rule::InvalidStressOption {
                     option: option.clone(),
-                    reason: "must start with `--`".into(),
+                    reason: "must start with `-`, e.g. `--cpu-method matrixprod`".into(),
                 },
             ),
         }
@@ -147,7 +159,8 @@ fn check_options(path: &str, options: &[String], f: &mut Findings) {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct MemoryValues {
     pub workers: u32,
-    pub size: MemorySize,
+    /// `None`: stress-ng's default (256MB per worker).
+    pub size: Option<MemorySize>,
     pub oom_score_adj: Option<i32>,
 }
 
@@ -170,12 +183,17 @@ fn int_in<T: TryFrom<i64>>(
 impl StressChaosSpec {
     /// Every violation of the spec, with its field path.
     pub fn validate(&self) -> Vec<Violation> {
-        self.checked().1
+        self.checked().1.into_vec()
+    }
+
+    /// What is admitted but read in Faultline's way, with its field path.
+    pub fn warnings(&self) -> Vec<Warning> {
+        self.checked().1.into_parts().1
     }
 
     /// The memory stressor's values parsed while validating (when it is present and valid), and
-    /// the violations. The stress-ng conversion uses these values instead of parsing again.
-    pub(crate) fn checked(&self) -> (Option<MemoryValues>, Vec<Violation>) {
+    /// the findings. The stress-ng conversion uses these values instead of parsing again.
+    pub(crate) fn checked(&self) -> (Option<MemoryValues>, Findings) {
         let mut memory = None;
         let mut f = Findings::default();
         self.scope.validate_at("spec", &mut f);
@@ -191,21 +209,22 @@ impl StressChaosSpec {
             .filter(|s| s.cpu.is_some() || s.memory.is_some());
         match (stressors, raw) {
             (None, None) => f.push("spec.stressors", Rule::NoStressor),
-            (Some(_), Some(_)) => f.push("spec.stressngStressors", Rule::StressorsConflict),
+            // Chaos Mesh runs the raw line then; so does the conversion.
+            (Some(_), Some(_)) => f.warn("spec.stressors", Note::StressorsIgnored),
             _ => {}
         }
         if let Some(raw) = raw {
-            let tokens: Vec<String> = raw.split_whitespace().map(String::from).collect();
-            if !tokens[0].starts_with('-') {
+            let tokens: Vec<&str> = raw.split_whitespace().collect();
+            if let Some(first) = tokens.first().filter(|t| !t.starts_with('-')) {
                 f.push(
                     "spec.stressngStressors",
                     Rule::InvalidStressOption {
-                        option: tokens[0].clone(),
+                        option: (*first).to_owned(),
                         reason: "must start with a stressor like `--cpu 2`".into(),
                     },
                 );
             }
-            for token in &tokens {
+            for token in tokens {
                 f.check("spec.stressngStressors", check_option_token(token));
             }
         }
@@ -238,15 +257,11 @@ impl StressChaosSpec {
                             },
                         );
                     })
-                    .ok(),
+                    .ok()
+                    .map(Some),
                 None => {
-                    f.push(
-                        "spec.stressors.memory.size",
-                        Rule::Required {
-                            because: "for the memory stressor (how much memory to occupy)".into(),
-                        },
-                    );
-                    None
+                    f.warn("spec.stressors.memory.size", Note::MemorySizeDefault);
+                    Some(None)
                 }
             };
             let oom_score_adj = match mem.oom_score_adj {
@@ -273,6 +288,6 @@ impl StressChaosSpec {
         if let Some(duration) = &self.duration {
             crate::iorule::check_positive_duration(&mut f, &child("spec", "duration"), duration);
         }
-        (memory, f.into_vec())
+        (memory, f)
     }
 }

@@ -42,6 +42,17 @@ const DURATIONS: &[&str] = &[
 const PERCENTS: &[&str] = &["0", "25", "100", "100.5", "0.001", "-1", "", "abc", "50%"];
 const RATES: &[&str] = &["1mbps", "8mbit", "100kbit", "", "10", "1xb", "0bit"];
 const INTS: &[i64] = &[-1, 0, 1, 1500, 4_294_967_295, 4_294_967_296];
+const TARGETS: &[&str] = &[
+    "10.0.0.1",
+    "1.1.1.1:80",
+    "10.0.0.0/8:22",
+    "example.com:443",
+    "[fd00::1]:80",
+    "fd00::/64",
+    "1.1.1.1:0",
+    "10.0.0.0/33",
+    "[fd00::1]",
+];
 const ACTIONS: &[&str] = &[
     "netem",
     "delay",
@@ -72,8 +83,10 @@ prop_compose! {
         rate in pick(RATES), bw_rate in pick(RATES),
         limit in int(INTS), buffer in int(INTS), peakrate in int(&[0, 7, 8, 8000]),
         minburst in int(INTS),
+        targets in proptest::collection::vec(proptest::sample::select(TARGETS), 0..3),
     ) -> Value {
-        let mut spec = json!({"mode": "all", "action": action, "externalTargets": ["10.0.0.1"]});
+        let mut spec = json!({"mode": "all", "action": action, "externalTargets": targets,
+            "selector": {"namespaces": ["shop"]}});
         let reorder = if has[0] {
             object(vec![("reorder", reorder), ("correlation", rcorr), ("gap", gap)])
         } else {
@@ -111,7 +124,7 @@ prop_compose! {
         if mem {
             stressors.insert("memory".into(), object(vec![("workers", workers), ("size", size), ("oomScoreAdj", adj)]).unwrap_or(Value::Null));
         }
-        json!({"mode": "one", "stressors": stressors})
+        json!({"mode": "one", "selector": {"namespaces": ["shop"]}, "stressors": stressors})
     }
 }
 
@@ -162,8 +175,16 @@ proptest! {
         match network_fault(&spec) {
             Ok(fault) => {
                 prop_assert!(violations.is_empty(), "converted despite {violations:?}");
-                if let NetworkFault::Netem(p) = fault {
-                    prop_assert_eq!(p.limit_packets, 1000);
+                match fault {
+                    NetworkFault::Netem(p) => prop_assert_eq!(p.limit_packets, 1000),
+                    // Every external target reaches the partition, port included.
+                    NetworkFault::Partition { peers, .. } if !spec.external_targets.is_empty() => {
+                        prop_assert_eq!(peers.len(), spec.external_targets.len());
+                        for (peer, text) in peers.iter().zip(&spec.external_targets) {
+                            prop_assert_eq!(peer.port.is_some(), text.contains("]:") || text.matches(':').count() == 1);
+                        }
+                    }
+                    _ => {}
                 }
             }
             Err(got) => prop_assert_eq!(got, violations),
@@ -189,7 +210,7 @@ proptest! {
 #[test]
 fn validated_values_reach_the_parameters() {
     let spec: NetworkChaosSpec = parse(json!({
-        "mode": "all", "action": "bandwidth",
+        "mode": "all", "action": "bandwidth", "selector": {"namespaces": ["shop"]},
         "bandwidth": {"rate": "8mbit", "limit": 1, "buffer": 4294967295u64}
     }))
     .expect("parses");
@@ -199,9 +220,9 @@ fn validated_values_reach_the_parameters() {
     assert_eq!(tbf.rate_bytes_per_sec, 1_000_000);
     assert_eq!((tbf.limit_bytes, tbf.burst_bytes), (1, u32::MAX));
 
-    let spec: StressChaosSpec =
-        parse(json!({"mode": "one", "stressors": {"memory": {"workers": 2, "size": "50%"}}}))
-            .expect("parses");
+    let spec: StressChaosSpec = parse(json!({"mode": "one", "selector": {"namespaces": ["shop"]},
+            "stressors": {"memory": {"workers": 2, "size": "50%"}}}))
+    .expect("parses");
     let plan = stress_plan(&spec, 1000).expect("valid");
     assert_eq!(plan.args[..4], ["--vm", "2", "--vm-bytes", "250b"]);
 }

@@ -16,6 +16,7 @@ fn network(spec: serde_json::Value) -> NetworkChaos {
 fn network_defaults() {
     let mut c = network(json!({
         "action": "delay", "mode": "all", "delay": {"latency": "1ms"},
+        "selector": {"labelSelectors": {"app": "web"}},
         "device": "eth0@if12", "targetDevice": "veth9@if3",
         "target": {"mode": "one", "selector": {"labelSelectors": {"app": "db"}}}
     }));
@@ -70,7 +71,8 @@ fn io_percent_defaults_to_100() {
     let mut io = AnyChaos::from_value(
         "IOChaos",
         json!({"apiVersion": "chaos.faultline.dev/v1alpha1", "kind": "IOChaos", "metadata": {"name": "io"},
-               "spec": {"action": "fault", "mode": "one", "volumePath": "/d", "errno": 5}}),
+               "spec": {"action": "fault", "mode": "one", "volumePath": "/d", "errno": 5,
+                        "selector": {"labelSelectors": {"app": "db"}}}}),
     )
     .unwrap();
     io.apply_defaults("shop");
@@ -78,6 +80,22 @@ fn io_percent_defaults_to_100() {
     assert_eq!(
         io.to_value()["spec"]["selector"]["namespaces"],
         json!(["shop"])
+    );
+}
+
+/// An empty selector is left empty, for validation to refuse: filling in the namespace would
+/// turn it into "every pod of the namespace".
+#[test]
+fn an_empty_selector_gets_no_namespace() {
+    let mut c = network(json!({"action": "delay", "mode": "all", "delay": {"latency": "1ms"}}));
+    c.apply_defaults("shop");
+    assert!(c.spec.scope.selector.namespaces.is_empty());
+    assert_eq!(
+        c.validate()
+            .into_iter()
+            .map(|v| (v.path, v.rule.name()))
+            .collect::<Vec<_>>(),
+        [("spec.selector".to_string(), "empty-selector")]
     );
 }
 

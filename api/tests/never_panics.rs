@@ -1,8 +1,9 @@
-//! Property tests: validation, defaulting and conversion never panic, whatever JSON arrives.
+//! Property tests: reading, validation, defaulting and conversion never panic, whatever JSON
+//! arrives; the lenient reader agrees with typed validation on objects that read cleanly.
 
 use faultline_api::convert::{io::io_rule, network::network_fault, stress::stress_plan};
 use faultline_api::iorule::IoRule;
-use faultline_api::{AnyChaos, KINDS};
+use faultline_api::{AnyChaos, KINDS, read};
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 
@@ -158,28 +159,49 @@ fn shaped_json() -> impl Strategy<Value = Value> {
 fn valid_spec(kind: &str) -> Value {
     match kind {
         "PodChaos" => {
-            json!({"action": "container-kill", "mode": "fixed", "value": "1", "containerNames": ["a"], "duration": "1m"})
+            json!({"action": "container-kill", "mode": "fixed", "value": "1", "containerNames": ["a"], "duration": "1m",
+                   "selector": {"namespaces": ["a"]}})
         }
         "NetworkChaos" => {
-            json!({"action": "netem", "mode": "all", "delay": {"latency": "1ms", "reorder": {"reorder": "5"}},
+            json!({"action": "netem", "mode": "all", "delay": {"latency": "1ms", "reorder": {"reorder": "5", "gap": 2}},
                                  "loss": {"loss": "1"}, "rate": {"rate": "1mbit"}, "direction": "both",
-                                 "target": {"mode": "all"}, "bandwidth": {"rate": "1mbit", "limit": 1, "buffer": 1}})
+                                 "selector": {"labelSelectors": {"app": "a"}},
+                                 "target": {"mode": "all", "selector": {"namespaces": ["b"]}},
+                                 "externalTargets": ["1.1.1.1:80"],
+                                 "bandwidth": {"rate": "1mbit", "limit": 1, "buffer": 1}})
         }
         "StressChaos" => {
-            json!({"mode": "one", "stressors": {"cpu": {"workers": 1}, "memory": {"workers": 2, "size": "10%"}}})
+            json!({"mode": "one", "selector": {"namespaces": ["a"]},
+                   "stressors": {"cpu": {"workers": 1, "options": [""]}, "memory": {"workers": 2, "size": "10%"}}})
         }
         _ => json!({"action": "mistake", "mode": "one", "volumePath": "/d", "path": "/d/*",
+                    "selector": {"namespaces": ["a"]},
                     "mistake": {"filling": "random", "maxOccurrences": 2, "maxLength": 4}, "attr": {"perm": 1}}),
     }
 }
 
+fn object(kind: &str, spec: Value) -> Value {
+    json!({"apiVersion": "chaos.faultline.dev/v1alpha1", "kind": kind,
+           "metadata": {"name": "x", "namespace": "ns"}, "spec": spec})
+}
+
 fn exercise(kind: &str, spec: Value) {
-    let object = json!({"apiVersion": "chaos.faultline.dev/v1alpha1", "kind": kind,
-                        "metadata": {"name": "x", "namespace": "ns"}, "spec": spec});
-    let Ok(mut chaos) = AnyChaos::from_value(kind, object) else {
-        return;
-    };
+    let object = object(kind, spec);
+    let reading = read(kind, &object).expect("a known kind");
+    for v in &reading.violations {
+        let _ = v.to_string();
+    }
+    if let Some(repaired) = reading.chaos {
+        exercise_typed(repaired);
+    }
+    if let Ok(chaos) = AnyChaos::from_value(kind, object) {
+        exercise_typed(chaos);
+    }
+}
+
+fn exercise_typed(mut chaos: AnyChaos) {
     let _ = chaos.validate();
+    let _ = chaos.warnings();
     chaos.apply_defaults("ns");
     let _ = chaos.validate();
     let _ = chaos.target_namespaces();
@@ -223,6 +245,27 @@ proptest! {
             }
         }
         exercise(kind, spec);
+    }
+
+    /// On an object that deserializes and has nothing the reader could not read, the reader
+    /// reports exactly what typed validation does.
+    #[test]
+    fn read_agrees_with_typed_validation(
+        kind in prop::sample::select(KINDS),
+        top in prop::collection::vec((prop::sample::select(FIELDS), leaf()), 0..3),
+    ) {
+        let mut spec = valid_spec(kind);
+        for (field, value) in top {
+            spec[field] = value;
+        }
+        let object = object(kind, spec);
+        let reading = read(kind, &object).expect("a known kind");
+        if let Ok(chaos) = AnyChaos::from_value(kind, object)
+            && reading.unreadable().is_empty()
+        {
+            prop_assert_eq!(&reading.violations, &chaos.validate());
+            prop_assert_eq!(&reading.warnings, &chaos.warnings());
+        }
     }
 
     #[test]

@@ -337,10 +337,21 @@ fn bad_objects_are_denied_with_a_reason() {
     let mut chaos = pod_kill();
     chaos["spec"]["action"] = json!("explode");
     let (verdict, response) = validate(chaos);
+    assert_eq!(verdict.denied_rules, vec!["unknown-value"]);
+    assert!(
+        message(&response).contains("spec.action: `explode` is not one of pod-kill"),
+        "{response}"
+    );
+
+    // An object that is not JSON an object can be read from at all.
+    let mut r = common::chaos_review("CREATE", pod_kill(), Value::Null);
+    r["request"]["object"]["metadata"] = json!({"labels": "app=x"});
+    let verdict = admission::validate(&decode(&r), &Policy::default(), &opted_in(&["shop"]));
     assert_eq!(verdict.denied_rules, vec!["malformed"]);
     assert!(
-        message(&response).starts_with("spec.action: "),
-        "{response}"
+        verdict.response.result.message.contains("metadata.labels"),
+        "{}",
+        verdict.response.result.message
     );
 
     // No object.
@@ -407,7 +418,8 @@ fn default_fills_namespaces_direction_and_percent() {
     let io = json!({
         "apiVersion": "chaos.faultline.dev/v1alpha1", "kind": "IOChaos",
         "metadata": {"name": "slow-disk", "namespace": "batch"},
-        "spec": {"action": "latency", "mode": "one", "volumePath": "/data", "delay": "10ms", "duration": "1m"}
+        "spec": {"action": "latency", "mode": "one", "volumePath": "/data", "delay": "10ms", "duration": "1m",
+                 "selector": {"labelSelectors": {"app": "db"}}}
     });
     let patched = default(io).1.expect("patch");
     assert_eq!(patched["spec"]["percent"], 100);

@@ -4,6 +4,12 @@
 //! `path` matches every file; `path` equal to `volumePath` matches the volume root only. The
 //! experiment's `duration` becomes the rule's `ttl`, so a rule outlives neither its experiment nor
 //! a controller that died before recovering it.
+//!
+//! Only the action's own payload goes into the rule (`delay` → `latency`, `errno` → `faults`,
+//! `attr`, `mistake`: [`crate::iorule::PAYLOADS`]). Chaos Mesh accepts and ignores another
+//! action's payload; so does Faultline — validation warns about each such field with its path
+//! (`spec.errno: ignored: action `latency` does not use it (only fault)`), and the rule built
+//! here never carries it, as the sidecar would refuse it (`rule.faults: must not be set`).
 
 use crate::io_chaos::IOChaosSpec;
 use crate::iorule::{IoFaultType, IoRule, WeightedErrno};
@@ -11,7 +17,8 @@ use crate::validate::{Rule, Violation};
 
 /// Converts an IOChaos spec into one sidecar rule with the given `id`.
 pub fn io_rule(spec: &IOChaosSpec, id: Option<String>) -> Result<IoRule, Vec<Violation>> {
-    let (values, violations) = spec.checked();
+    let (values, findings) = spec.checked(Some(spec.action));
+    let violations = findings.into_vec();
     if !violations.is_empty() {
         return Err(violations);
     }
@@ -56,6 +63,7 @@ mod tests {
     fn latency_rule() {
         let spec: IOChaosSpec = parse(json!({
             "mode": "one", "action": "latency", "volumePath": "/var/run/data",
+            "selector": {"namespaces": ["shop"]},
             "path": "/var/run/data/**/*.db", "methods": ["READ", "Write"], "percent": 50,
             "delay": "100ms", "errno": 5, "duration": "5m"
         }))
@@ -69,13 +77,46 @@ mod tests {
         assert!(rule.faults.is_empty(), "errno belongs to fault rules only");
         assert_eq!(rule.ttl.as_deref(), Some("5m"));
         assert_eq!(rule.validate(), vec![]);
+        // What the rule leaves out is what validation warns about, by path.
+        let warned: Vec<_> = spec.warnings().into_iter().map(|w| w.path).collect();
+        assert_eq!(warned, ["spec.errno"]);
+    }
+
+    #[test]
+    fn every_foreign_payload_is_dropped_and_warned_about() {
+        let all = json!({"delay": "10ms", "errno": 5, "attr": {"perm": 292},
+            "mistake": {"filling": "zero", "maxOccurrences": 1, "maxLength": 1}});
+        for action in ["latency", "fault", "attrOverride", "mistake"] {
+            let mut value = json!({"mode": "one", "action": action, "volumePath": "/data",
+                "selector": {"namespaces": ["shop"]}});
+            for (k, v) in all.as_object().unwrap() {
+                value[k] = v.clone();
+            }
+            let spec: IOChaosSpec = parse(value).unwrap();
+            let rule = io_rule(&spec, None).unwrap();
+            assert_eq!(
+                rule.validate(),
+                vec![],
+                "{action}: the sidecar takes the rule"
+            );
+            let set = [
+                rule.latency.is_some(),
+                !rule.faults.is_empty(),
+                rule.attr.is_some(),
+                rule.mistake.is_some(),
+            ];
+            assert_eq!(set.iter().filter(|s| **s).count(), 1, "{action}");
+            let warned: Vec<String> = spec.warnings().into_iter().map(|w| w.path).collect();
+            assert_eq!(warned.len(), 3, "{action}: {warned:?}");
+            assert!(warned.iter().all(|p| p.starts_with("spec.")), "{warned:?}");
+        }
     }
 
     #[test]
     fn fault_rule_without_path() {
-        let spec: IOChaosSpec =
-            parse(json!({"mode": "all", "action": "fault", "volumePath": "/data", "errno": 28}))
-                .unwrap();
+        let spec: IOChaosSpec = parse(json!({"mode": "all", "action": "fault",
+            "selector": {"namespaces": ["shop"]}, "volumePath": "/data", "errno": 28}))
+        .unwrap();
         let rule = io_rule(&spec, None).unwrap();
         assert_eq!(rule.path, None);
         assert_eq!(
@@ -91,7 +132,8 @@ mod tests {
     #[test]
     fn invalid_spec_is_refused() {
         let spec: IOChaosSpec = parse(
-            json!({"mode": "all", "action": "fault", "volumePath": "/data", "path": "/etc/*"}),
+            json!({"mode": "all", "action": "fault", "volumePath": "/data", "path": "/etc/*",
+                "selector": {"namespaces": ["shop"]}}),
         )
         .unwrap();
         let paths: Vec<String> = io_rule(&spec, None)

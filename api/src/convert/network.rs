@@ -4,8 +4,15 @@
 //! `rint(percent / 100 * UINT32_MAX)`), delays are nanoseconds (`TCA_NETEM_LATENCY64`), rates are
 //! bytes per second (`TCA_NETEM_RATE64`, `TCA_TBF_RATE64`). No floats: percentages are parsed as
 //! exact decimals.
+//!
+//! As in Chaos Mesh, every netem action (`netem`, `delay`, `loss`, `duplicate`, `corrupt`,
+//! `rate`) applies every netem block the spec has; `bandwidth` uses only its own block.
+//!
+//! Peers (`externalTargets`, and what a partition cuts off) are [`Peer`]s: an IP network or a
+//! host name, with an optional port, parsed once here so the daemon never reads spec strings.
 
-use crate::network_chaos::{Direction, NetworkChaosAction, NetworkChaosSpec};
+use crate::network_chaos::{Direction, NetworkChaosAction, NetworkChaosSpec, is_netem};
+use crate::peer::Peer;
 use crate::validate::{Rule, Violation};
 use serde::{Deserialize, Serialize};
 
@@ -49,11 +56,17 @@ pub struct TbfParams {
 pub enum NetworkFault {
     Netem(NetemParams),
     Bandwidth(TbfParams),
-    /// Drop traffic between the pods and the peers; the controller resolves pod targets to IPs
-    /// and adds them to `external_targets`.
+    /// Drop traffic between the pods and `peers`.
+    ///
+    /// `peers` are the spec's `externalTargets`, parsed (networks with host bits cleared, names
+    /// lower case, each with its optional port). Before calling the daemon the controller
+    /// resolves each [`crate::peer::PeerHost::Name`] to its addresses (same port) and adds the
+    /// `target` pods' IPs (`Peer::from(ip)`). A partition with neither `target` nor
+    /// `externalTargets` cuts the pods off from everything, as in Chaos Mesh: `peers` are then
+    /// `0.0.0.0/0` and `::/0` ([`Peer::everything`]).
     Partition {
         direction: Direction,
-        external_targets: Vec<String>,
+        peers: Vec<Peer>,
     },
 }
 
@@ -70,16 +83,23 @@ pub fn probability(micro_percent: u64) -> u32 {
 /// Converts a NetworkChaos spec. Fails with every violation when the spec is invalid; otherwise
 /// builds the parameters from the values validation parsed.
 pub fn network_fault(spec: &NetworkChaosSpec) -> Result<NetworkFault, Vec<Violation>> {
-    let (tc, violations) = spec.checked();
+    let (tc, findings) = spec.checked(Some(spec.action));
+    let violations = findings.into_vec();
     if !violations.is_empty() {
         return Err(violations);
     }
     use NetworkChaosAction as A;
     let fault = match spec.action {
-        A::Partition => NetworkFault::Partition {
-            direction: spec.direction.unwrap_or(Direction::To),
-            external_targets: spec.external_targets.clone(),
-        },
+        A::Partition => {
+            let mut peers = checked_peers(spec)?;
+            if spec.target.is_none() && peers.is_empty() {
+                peers = Peer::everything().to_vec();
+            }
+            NetworkFault::Partition {
+                direction: spec.direction.unwrap_or(Direction::To),
+                peers,
+            }
+        }
         A::Bandwidth => NetworkFault::Bandwidth(tc.bandwidth.ok_or_else(|| {
             vec![Violation::new(
                 "spec.bandwidth",
@@ -89,7 +109,7 @@ pub fn network_fault(spec: &NetworkChaosSpec) -> Result<NetworkFault, Vec<Violat
             )]
         })?),
         action => {
-            let wants = |a: A| action == A::Netem || action == a;
+            let wants = |_: A| is_netem(action);
             let mut p = NetemParams {
                 limit_packets: DEFAULT_NETEM_LIMIT,
                 ..NetemParams::default()
@@ -125,13 +145,40 @@ pub fn network_fault(spec: &NetworkChaosSpec) -> Result<NetworkFault, Vec<Violat
     Ok(fault)
 }
 
+/// The spec's `externalTargets` as [`Peer`]s, for a partition or to scope a tc action to those
+/// peers (Chaos Mesh narrows netem and tbf to them, and to `target`'s pods). Fails with every
+/// violation when the spec is invalid.
+pub fn external_peers(spec: &NetworkChaosSpec) -> Result<Vec<Peer>, Vec<Violation>> {
+    let violations = spec.validate();
+    if !violations.is_empty() {
+        return Err(violations);
+    }
+    checked_peers(spec)
+}
+
+/// The peers of a spec that validated.
+fn checked_peers(spec: &NetworkChaosSpec) -> Result<Vec<Peer>, Vec<Violation>> {
+    spec.peers().ok_or_else(|| {
+        vec![Violation::new(
+            "spec.externalTargets",
+            Rule::Required {
+                because: "to be valid IPs, CIDRs or host names".into(),
+            },
+        )]
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::parse;
     use serde_json::json;
 
-    fn spec(value: serde_json::Value) -> NetworkChaosSpec {
+    /// A spec from JSON, with a selector when the test gives none.
+    fn spec(mut value: serde_json::Value) -> NetworkChaosSpec {
+        if value.get("selector").is_none() {
+            value["selector"] = json!({"namespaces": ["shop"]});
+        }
         parse(value).expect("spec parses")
     }
 
@@ -150,7 +197,7 @@ mod tests {
         let s = spec(json!({
             "mode": "all", "action": "delay",
             "delay": {"latency": "1.5ms", "jitter": "100us", "correlation": "25",
-                      "reorder": {"reorder": "10", "correlation": "50"}},
+                      "reorder": {"reorder": "10", "correlation": "50", "gap": 0}},
             "loss": {"loss": "30"}
         }));
         let NetworkFault::Netem(p) = network_fault(&s).unwrap() else {
@@ -162,7 +209,11 @@ mod tests {
         assert_eq!(p.reorder, probability(10_000_000));
         assert_eq!(p.reorder_correlation, 2_147_483_648);
         assert_eq!(p.gap, 1);
-        assert_eq!(p.loss, 0, "action delay ignores the loss block");
+        assert_eq!(
+            p.loss,
+            probability(30_000_000),
+            "action delay applies the loss block too, as in Chaos Mesh"
+        );
         assert_eq!(p.limit_packets, DEFAULT_NETEM_LIMIT);
     }
 
@@ -213,16 +264,65 @@ mod tests {
     }
 
     #[test]
-    fn partition() {
+    fn partition_carries_structured_peers() {
+        let s = spec(json!({
+            "mode": "all", "action": "partition", "direction": "both",
+            "selector": {"namespaces": ["shop"]},
+            "externalTargets": ["10.1.0.0/8", "1.1.1.1:80", "Example.com:443", "[fd00::1]:80"]
+        }));
+        let NetworkFault::Partition { direction, peers } = network_fault(&s).unwrap() else {
+            panic!("partition expected")
+        };
+        assert_eq!(direction, Direction::Both);
+        let text: Vec<String> = peers.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            text,
+            [
+                "10.0.0.0/8",
+                "1.1.1.1/32:80",
+                "example.com:443",
+                "[fd00::1/128]:80"
+            ]
+        );
+        assert_eq!(peers[1].port, Some(80));
+        assert_eq!(external_peers(&s).unwrap(), peers);
+    }
+
+    #[test]
+    fn partition_without_peers_cuts_off_everything() {
         let s = spec(
-            json!({"mode": "all", "action": "partition", "direction": "both", "externalTargets": ["10.0.0.0/8"]}),
+            json!({"mode": "all", "action": "partition", "selector": {"namespaces": ["shop"]}}),
         );
         assert_eq!(
             network_fault(&s).unwrap(),
             NetworkFault::Partition {
-                direction: Direction::Both,
-                external_targets: vec!["10.0.0.0/8".into()]
+                direction: Direction::To,
+                peers: Peer::everything().to_vec()
             }
+        );
+        // With a target, the controller adds its pods; no catch-all.
+        let s = spec(
+            json!({"mode": "all", "action": "partition", "selector": {"namespaces": ["shop"]},
+            "target": {"mode": "all", "selector": {"namespaces": ["db"]}}}),
+        );
+        assert_eq!(
+            network_fault(&s).unwrap(),
+            NetworkFault::Partition {
+                direction: Direction::To,
+                peers: vec![]
+            }
+        );
+    }
+
+    #[test]
+    fn the_fault_serializes_peers_as_canonical_text() {
+        let s = spec(
+            json!({"mode": "all", "action": "partition", "selector": {"namespaces": ["shop"]},
+            "externalTargets": ["10.0.0.0/8:22"]}),
+        );
+        assert_eq!(
+            serde_json::to_value(network_fault(&s).unwrap()).unwrap(),
+            json!({"kind": "partition", "direction": "to", "peers": ["10.0.0.0/8:22"]})
         );
     }
 }

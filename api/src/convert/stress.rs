@@ -4,6 +4,9 @@
 //! the total is split evenly (rounded up) across workers. A percentage is of the memory the caller
 //! passes in — the daemon passes the target container's cgroup limit, or the node's memory when
 //! the container has none — so the result does not depend on where stress-ng happens to run.
+//! Without `size`, no `--vm-bytes` is passed: stress-ng's default (256MB per worker) applies,
+//! and validation says so in a warning. Empty `options` entries are dropped (with a warning),
+//! and with `stressngStressors` set, `stressors` is ignored (with a warning), as in Chaos Mesh.
 
 use crate::quantity::MemorySize;
 use crate::stress_chaos::StressChaosSpec;
@@ -32,7 +35,8 @@ pub fn stress_plan(
     spec: &StressChaosSpec,
     memory_total_bytes: u64,
 ) -> Result<StressPlan, Vec<Violation>> {
-    let (memory, violations) = spec.checked();
+    let (memory, findings) = spec.checked();
+    let violations = findings.into_vec();
     if !violations.is_empty() {
         return Err(violations);
     }
@@ -62,25 +66,23 @@ pub fn stress_plan(
             vec![Violation::new(
                 "spec.stressors.memory",
                 Rule::Required {
-                    because: "a valid memory stressor (workers and size)".into(),
+                    because: "a valid memory stressor (workers, size)".into(),
                 },
             )]
         })?;
-        let total = match values.size {
-            MemorySize::Bytes(b) => b,
-            MemorySize::Percent(p) => {
-                u64::try_from(u128::from(memory_total_bytes) * u128::from(p) / 100)
-                    .unwrap_or(u64::MAX)
-            }
-        };
-        let per_worker = total.div_ceil(u64::from(values.workers));
-        args.extend([
-            "--vm".to_string(),
-            values.workers.to_string(),
-            "--vm-bytes".to_string(),
-            format!("{per_worker}b"),
-            "--vm-keep".to_string(),
-        ]);
+        args.extend(["--vm".to_string(), values.workers.to_string()]);
+        if let Some(size) = values.size {
+            let total = match size {
+                MemorySize::Bytes(b) => b,
+                MemorySize::Percent(p) => {
+                    u64::try_from(u128::from(memory_total_bytes) * u128::from(p) / 100)
+                        .unwrap_or(u64::MAX)
+                }
+            };
+            let per_worker = total.div_ceil(u64::from(values.workers));
+            args.extend(["--vm-bytes".to_string(), format!("{per_worker}b")]);
+        }
+        args.push("--vm-keep".to_string());
         push_options(&mut args, &mem.options);
         oom_score_adj = values.oom_score_adj;
     }
@@ -96,7 +98,11 @@ mod tests {
     use crate::parse;
     use serde_json::json;
 
-    fn spec(value: serde_json::Value) -> StressChaosSpec {
+    /// A spec from JSON, with a selector when the test gives none.
+    fn spec(mut value: serde_json::Value) -> StressChaosSpec {
+        if value.get("selector").is_none() {
+            value["selector"] = json!({"namespaces": ["shop"]});
+        }
         parse(value).expect("spec parses")
     }
 
@@ -144,6 +150,40 @@ mod tests {
             stress_plan(&s, 0).unwrap().args,
             ["--cpu", "1", "--cpu-load", "10"]
         );
+    }
+
+    #[test]
+    fn chaos_mesh_leftovers_are_read_as_chaos_mesh_does() {
+        // No size: stress-ng's default. An empty option: dropped.
+        let s =
+            spec(json!({"mode": "one", "stressors": {"memory": {"workers": 2, "options": [""]}}}));
+        assert_eq!(
+            stress_plan(&s, 1 << 30).unwrap().args,
+            ["--vm", "2", "--vm-keep"]
+        );
+        let notes: Vec<_> = s
+            .warnings()
+            .into_iter()
+            .map(|w| (w.path, w.note.name()))
+            .collect();
+        assert_eq!(
+            notes,
+            [
+                (
+                    "spec.stressors.memory.size".to_string(),
+                    "memory-size-default"
+                ),
+                (
+                    "spec.stressors.memory.options[0]".to_string(),
+                    "empty-option"
+                ),
+            ]
+        );
+        // Both stressors and the raw line: the raw line runs.
+        let s = spec(json!({"mode": "one", "stressors": {"cpu": {"workers": 1}},
+            "stressngStressors": "--vm 1"}));
+        assert_eq!(stress_plan(&s, 0).unwrap().args, ["--vm", "1"]);
+        assert_eq!(s.warnings()[0].note.name(), "stressors-ignored");
     }
 
     #[test]

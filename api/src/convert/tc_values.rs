@@ -140,7 +140,7 @@ fn delay(f: &mut Findings, spec: &NetworkChaosSpec) -> Option<DelayValues> {
         f,
         "spec.delay.latency",
         &delay.latency,
-        &format!("for action `{}` (the delay to add)", spec.action.as_str()),
+        "(the delay to add)",
     )
     .and_then(|l| nanos(f, "spec.delay.latency", l));
     let jitter = match &delay.jitter {
@@ -160,9 +160,19 @@ fn delay(f: &mut Findings, spec: &NetworkChaosSpec) -> Option<DelayValues> {
             .and_then(|p| percent(f, "spec.delay.reorder.reorder", p));
             let correlation =
                 optional_percent(f, "spec.delay.reorder.correlation", r.correlation.as_ref());
+            // Chaos Mesh requires it (its CRD does); tc would read no gap as 1.
             let gap = match r.gap {
                 Some(g) => u32_from(f, "spec.delay.reorder.gap", g, 0),
-                None => Some(0),
+                None => {
+                    f.push(
+                        "spec.delay.reorder.gap",
+                        required(
+                            "for reordering (reorder every gap-th packet; tc's 1 is every packet)"
+                                .into(),
+                        ),
+                    );
+                    None
+                }
             };
             if latency.is_some_and(|(_, d)| d.is_zero()) {
                 f.push("spec.delay.reorder", Rule::ReorderWithoutLatency);

@@ -5,17 +5,26 @@
 //! [`Policy`]: the kill switch, protected namespaces, namespace opt-in, `maxDuration`,
 //! `maxTargets` and `allowedActions`, all applied to every namespace the experiment can touch
 //! (`selector.namespaces`, the keys of `selector.pods`, NetworkChaos `target`). A denial lists
-//! every violation, each with its JSON path.
+//! every violation, each with its JSON path — also when the object has the wrong shape: a new
+//! object is read with [`faultline_api::read`], which reports every missing field, wrong type,
+//! unknown value and unknown field together with the spec rules of the rest, and the policy is
+//! applied to what could be read ([`policy_check`]). What Faultline admits but reads its own
+//! way comes back as admission warnings ([`warnings`]).
+
+mod policy_check;
+mod warnings;
 
 use std::collections::BTreeSet;
 
 use faultline_api::validate::Violation;
-use faultline_api::{AnyChaos, SelectorMode, TargetCount};
+use faultline_api::{AnyChaos, Reading};
 use kube::core::admission::{AdmissionResponse, Operation};
 
 use crate::Verdict;
-use crate::policy::{CHAOS_LABEL, CHAOS_LABEL_VALUE, NamespaceLabels, Policy, action_allowed};
+use crate::policy::{NamespaceLabels, Policy};
 use crate::review::{Review, kind_label};
+
+pub use policy_check::policy_denials;
 
 /// One reason to deny: where, why, and the rule id for the metrics.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -168,6 +177,46 @@ fn deny_one(response: AdmissionResponse, kind: String, d: Denial) -> Verdict {
     Verdict::denied(response.deny(d.to_string()), kind, vec![d.rule])
 }
 
+/// The object of the request as JSON.
+fn object_json(
+    object: Option<&serde_json::value::RawValue>,
+    field: &str,
+) -> Result<serde_json::Value, Denial> {
+    let Some(object) = object else {
+        return Err(denial(
+            format!("request.{field}"),
+            WebhookRule::MissingObject,
+            "is missing",
+        ));
+    };
+    serde_json::from_str(object.get()).map_err(|e| {
+        denial(
+            format!("request.{field}"),
+            WebhookRule::Malformed,
+            e.to_string(),
+        )
+    })
+}
+
+/// Reads a new object leniently as the chaos kind it claims to be: every violation, and the
+/// object as far as it could be read.
+fn read(review: &Review) -> Result<(Reading, AnyChaos), Denial> {
+    let value = object_json(review.object.as_deref(), "object")?;
+    let reading = faultline_api::read(&review.request.kind.kind, &value)
+        .map_err(|e| denial("request.kind", WebhookRule::UnknownKind, e.to_string()))?;
+    match reading.chaos.clone() {
+        Some(chaos) => Ok((reading, chaos)),
+        // Not even the metadata could be read: the violations say why.
+        None => Err(reading.violations.first().cloned().map_or_else(
+            || denial("request.object", WebhookRule::Malformed, "cannot be read"),
+            |v| Denial {
+                rule: WebhookRule::Malformed.name(),
+                ..Denial::from(v)
+            },
+        )),
+    }
+}
+
 /// Parses the object of the request as the chaos kind it claims to be.
 fn parse(
     review: &Review,
@@ -198,169 +247,6 @@ fn parse(
     })
 }
 
-/// The namespaces each selector can reach, with the JSON path naming each one. A selector with
-/// neither `namespaces` nor `pods` reaches the object's own namespace.
-fn target_namespaces(chaos: &AnyChaos, own: &str) -> Vec<(String, String)> {
-    chaos
-        .selectors()
-        .into_iter()
-        .flat_map(|(path, selector)| selector.namespace_fields(&path, own))
-        .collect()
-}
-
-/// Policy rules for a new experiment; `Err` = the namespace labels are not known.
-pub fn policy_denials(
-    chaos: &AnyChaos,
-    own_namespace: &str,
-    policy: &Policy,
-    namespaces: &dyn NamespaceLabels,
-) -> Vec<Denial> {
-    let mut out = Vec::new();
-    if policy.halt {
-        out.push(denial(
-            "(policy)",
-            WebhookRule::PolicyHalt,
-            "policy halt is true (the kill switch): every new experiment is denied",
-        ));
-    }
-    let targets = target_namespaces(chaos, own_namespace);
-    let mut seen = BTreeSet::new();
-    let mut unknown: Option<String> = None;
-    for (path, ns) in &targets {
-        if policy.is_protected(ns) {
-            out.push(denial(
-                path.clone(),
-                WebhookRule::PolicyProtectedNamespace,
-                format!("namespace {ns:?} is protected by policy and cannot be a chaos target"),
-            ));
-            continue;
-        }
-        if policy.require_namespace_opt_in && seen.insert(ns.clone()) {
-            match namespaces.chaos_enabled(ns) {
-                Ok(true) => {}
-                Ok(false) => out.push(denial(
-                    path.clone(),
-                    WebhookRule::PolicyNamespaceNotOptedIn,
-                    format!(
-                        "namespace {ns:?} is not labelled {CHAOS_LABEL}={CHAOS_LABEL_VALUE} (policy requireNamespaceOptIn)"
-                    ),
-                )),
-                Err(why) => {
-                    unknown.get_or_insert(why);
-                }
-            }
-        }
-        if let Some(patterns) = policy.allowed_patterns(ns)
-            && !action_allowed(patterns, chaos.kind(), chaos.action())
-        {
-            out.push(denial(
-                path.clone(),
-                WebhookRule::PolicyActionNotAllowed,
-                format!(
-                    "{} is not allowed in namespace {ns:?} (policy allowedActions: [{}])",
-                    chaos.policy_action(),
-                    patterns.join(", ")
-                ),
-            ));
-        }
-    }
-    if let Some(why) = unknown {
-        out.push(denial(
-            "(policy)",
-            WebhookRule::PolicyNamespaceLabelsUnknown,
-            format!(
-                "namespace labels are not known yet ({why}); chaos experiments are denied until the webhook can read Namespaces (policy requireNamespaceOptIn)"
-            ),
-        ));
-    }
-    if let Some(max) = policy.max_duration()
-        && chaos.lasts()
-    {
-        match (chaos.duration_field(), chaos.duration()) {
-            (None, _) => out.push(denial(
-                "spec.duration",
-                WebhookRule::PolicyMaxDuration,
-                format!(
-                    "is required: {} lasts until recovered and policy maxDuration is {}",
-                    chaos.policy_action(),
-                    faultline_api::duration::format_duration(max)
-                ),
-            )),
-            // Present but unparsable: the spec rules report it.
-            (Some(_), None) => {}
-            (Some(raw), Some(d)) if d.is_zero() => out.push(denial(
-                "spec.duration",
-                WebhookRule::PolicyMaxDuration,
-                format!("{raw:?} must be longer than zero (policy maxDuration)"),
-            )),
-            (Some(raw), Some(d)) if d > max => out.push(denial(
-                "spec.duration",
-                WebhookRule::PolicyMaxDuration,
-                format!(
-                    "{raw:?} is longer than policy maxDuration {}",
-                    faultline_api::duration::format_duration(max)
-                ),
-            )),
-            _ => {}
-        }
-    }
-    for (path, selector) in chaos.selectors() {
-        match selector.target_count() {
-            Some(TargetCount::Pods(n)) => {
-                if let Some(max) = policy.max_targets.pods
-                    && n > max
-                    && selector.mode != SelectorMode::One
-                {
-                    out.push(denial(
-                        format!("{path}.value"),
-                        WebhookRule::PolicyMaxTargets,
-                        format!("{n} pods is more than policy maxTargets.pods {max}"),
-                    ));
-                }
-            }
-            Some(TargetCount::Percent(p)) => {
-                if let Some(max) = policy.max_targets.percent
-                    && p > max
-                {
-                    out.push(denial(
-                        format!("{path}.value"),
-                        WebhookRule::PolicyMaxTargets,
-                        format!("{p}% is more than policy maxTargets.percent {max}%"),
-                    ));
-                }
-            }
-            Some(TargetCount::Unbounded) | None => {}
-        }
-    }
-    out
-}
-
-fn warnings(chaos: &AnyChaos) -> Vec<String> {
-    let mut w = Vec::new();
-    match chaos {
-        AnyChaos::Network(_) => w.push(
-            "network faults affect every container of the pod (they share one network namespace)"
-                .to_owned(),
-        ),
-        AnyChaos::Io(_) => w.push(
-            "IOChaos reaches only pods injected with the Faultline sidecar (label faultline.dev/inject=\"true\" in a namespace labelled faultline.dev/injection=enabled)"
-                .to_owned(),
-        ),
-        _ => {}
-    }
-    if chaos
-        .selectors()
-        .iter()
-        .any(|(_, s)| s.mode == SelectorMode::All)
-    {
-        w.push(
-            "mode all: maxTargets is enforced by the controller when it selects the pods"
-                .to_owned(),
-        );
-    }
-    w
-}
-
 /// `/validate`: spec rules + policy on CREATE, spec immutability on UPDATE.
 pub fn validate(review: &Review, policy: &Policy, namespaces: &dyn NamespaceLabels) -> Verdict {
     let req = &review.request;
@@ -374,13 +260,22 @@ pub fn validate(review: &Review, policy: &Policy, namespaces: &dyn NamespaceLabe
         Operation::Update => return validate_update(review, response, kind),
         Operation::Delete | Operation::Connect => return Verdict::allowed(response, kind),
     }
-    let chaos = match parse(review, review.object.as_deref(), "object") {
-        Ok(c) => c,
+    let (reading, chaos) = match read(review) {
+        Ok(read) => read,
         Err(d) => return deny_one(response, kind, d),
     };
     let own = own_namespace(review, &chaos);
-    let mut denials: Vec<Denial> = chaos.validate().into_iter().map(Denial::from).collect();
-    denials.extend(policy_denials(&chaos, &own, policy, namespaces));
+    let mut denials: Vec<Denial> = reading
+        .violations
+        .iter()
+        .cloned()
+        .map(Denial::from)
+        .collect();
+    denials.extend(
+        policy_denials(&chaos, &own, policy, namespaces)
+            .into_iter()
+            .filter(|d| policy_check::stands(&reading, d)),
+    );
     let name = object_name(review, &chaos);
     let mut response = response;
     response
@@ -390,7 +285,7 @@ pub fn validate(review: &Review, policy: &Policy, namespaces: &dyn NamespaceLabe
         "author".to_owned(),
         req.user_info.username.clone().unwrap_or_default(),
     );
-    let targets: BTreeSet<String> = target_namespaces(&chaos, &own)
+    let targets: BTreeSet<String> = policy_check::target_namespaces(&chaos, &own)
         .into_iter()
         .map(|(_, ns)| ns)
         .collect();
@@ -402,7 +297,7 @@ pub fn validate(review: &Review, policy: &Policy, namespaces: &dyn NamespaceLabe
         .audit_annotations
         .insert("action".to_owned(), chaos.policy_action());
     if denials.is_empty() {
-        let w = warnings(&chaos);
+        let w = warnings::warnings(&chaos, &reading.warnings);
         if !w.is_empty() {
             response.warnings = Some(w);
         }
@@ -472,10 +367,15 @@ pub fn default(review: &Review) -> Verdict {
     if req.operation != Operation::Create {
         return Verdict::allowed(response, kind);
     }
-    let chaos = match parse(review, review.object.as_deref(), "object") {
-        Ok(c) => c,
+    let (reading, chaos) = match read(review) {
+        Ok(read) => read,
         Err(d) => return deny_one(response, kind, d),
     };
+    // An object that does not read cleanly gets no defaults: `/validate` denies it with every
+    // violation, and a patch built from placeholders would only add to the confusion.
+    if !reading.unreadable().is_empty() {
+        return Verdict::allowed(response, kind);
+    }
     let own = own_namespace(review, &chaos);
     let mut defaulted = chaos.clone();
     defaulted.apply_defaults(&own);

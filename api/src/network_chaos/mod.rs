@@ -1,12 +1,15 @@
 //! NetworkChaos: netem (delay, loss, duplicate, corrupt, rate), tbf bandwidth caps, partitions.
+//! The types (and so the CRD schema) are here, validation in `check`.
+
+mod check;
 
 use crate::selector::PodSelector;
 use crate::status::ChaosStatus;
-use crate::validate::{self, Findings, Rule, Violation, child, index};
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use std::net::IpAddr;
+
+pub(crate) use check::is_netem;
 
 #[derive(CustomResource, Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
@@ -24,6 +27,7 @@ use std::net::IpAddr;
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = crate::schema::spec_extras)]
 /// Delay, drop, duplicate, corrupt or throttle the selected pods' traffic, or cut them off.
 pub struct NetworkChaosSpec {
     #[serde(flatten)]
@@ -49,7 +53,8 @@ pub struct NetworkChaosSpec {
     /// The peers whose traffic is affected; absent = all traffic.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<PodSelector>,
-    /// IPs, CIDRs or host names outside the cluster.
+    /// Peers outside the cluster: IPs, CIDRs or host names, each with an optional port
+    /// (`1.1.1.1:80`, `10.0.0.0/8:22`, `example.com:443`, `[fd00::1]:80`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub external_targets: Vec<String>,
     /// Interface inside the pod (default `eth0`).
@@ -58,7 +63,9 @@ pub struct NetworkChaosSpec {
     /// Interface inside the target pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_device: Option<String>,
+    /// How long the fault lasts (Go duration).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = crate::schema::DURATION))]
     pub duration: Option<String>,
 }
 
@@ -111,14 +118,19 @@ impl Direction {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = crate::schema::delay_required)]
 pub struct DelaySpec {
-    /// Go duration, e.g. `100ms`.
+    /// The delay to add, a Go duration, e.g. `100ms`.
     #[serde(default)]
+    #[schemars(regex(pattern = crate::schema::DURATION))]
     pub latency: String,
     /// Percent 0..=100.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = crate::schema::PERCENT))]
     pub correlation: Option<String>,
+    /// Random variation of the delay, a Go duration.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = crate::schema::DURATION))]
     pub jitter: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reorder: Option<ReorderSpec>,
@@ -126,232 +138,92 @@ pub struct DelaySpec {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = crate::schema::reorder_required)]
 pub struct ReorderSpec {
     /// Percent of packets sent at once (not delayed).
     #[serde(default)]
+    #[schemars(regex(pattern = crate::schema::PERCENT))]
     pub reorder: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = crate::schema::PERCENT))]
     pub correlation: Option<String>,
     /// Reorder every `gap`-th packet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 4_294_967_295_i64))]
     pub gap: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = crate::schema::loss_required)]
 pub struct LossSpec {
+    /// Percent of packets dropped.
     #[serde(default)]
+    #[schemars(regex(pattern = crate::schema::PERCENT))]
     pub loss: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = crate::schema::PERCENT))]
     pub correlation: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = crate::schema::duplicate_required)]
 pub struct DuplicateSpec {
+    /// Percent of packets sent twice.
     #[serde(default)]
+    #[schemars(regex(pattern = crate::schema::PERCENT))]
     pub duplicate: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = crate::schema::PERCENT))]
     pub correlation: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = crate::schema::corrupt_required)]
 pub struct CorruptSpec {
+    /// Percent of packets with a flipped bit.
     #[serde(default)]
+    #[schemars(regex(pattern = crate::schema::PERCENT))]
     pub corrupt: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = crate::schema::PERCENT))]
     pub correlation: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = crate::schema::rate_required)]
 pub struct RateSpec {
-    /// tc rate, e.g. `1mbit`.
+    /// tc rate, a whole number and a unit, e.g. `1mbit`.
     #[serde(default)]
+    #[schemars(regex(pattern = crate::schema::RATE))]
     pub rate: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = crate::schema::bandwidth_required)]
 pub struct BandwidthSpec {
-    /// tc rate, e.g. `1mbps`.
+    /// tc rate, a whole number and a unit, e.g. `1mbps`.
     #[serde(default)]
+    #[schemars(regex(pattern = crate::schema::RATE))]
     pub rate: String,
     /// Bytes that may wait in the queue, ≥ 1.
     #[serde(default)]
+    #[schemars(range(min = 1, max = 4_294_967_295_i64))]
     pub limit: i64,
     /// Bucket size in bytes (burst), ≥ 1.
     #[serde(default)]
+    #[schemars(range(min = 1, max = 4_294_967_295_i64))]
     pub buffer: i64,
     /// Maximum depletion rate of the bucket, in bits per second as tc reads a bare number.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 8))]
     pub peakrate: Option<u64>,
     /// Size of the peakrate bucket in bytes (usually the MTU).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 4_294_967_295_i64))]
     pub minburst: Option<i64>,
-}
-
-fn required(because: String) -> Rule {
-    Rule::Required { because }
-}
-
-/// An external target: IP, CIDR or DNS host name.
-fn external_target(value: &str) -> Result<(), Rule> {
-    let bad = || Rule::InvalidExternalTarget {
-        value: value.to_string(),
-    };
-    if value.parse::<IpAddr>().is_ok() {
-        return Ok(());
-    }
-    if let Some((ip, prefix)) = value.split_once('/') {
-        let ip: IpAddr = ip.parse().map_err(|_| bad())?;
-        let max = if ip.is_ipv4() { 32 } else { 128 };
-        return match prefix.parse::<u8>() {
-            Ok(p) if p <= max => Ok(()),
-            _ => Err(bad()),
-        };
-    }
-    let host = value.strip_suffix('.').unwrap_or(value);
-    let label_ok = |l: &str| {
-        !l.is_empty()
-            && l.len() <= 63
-            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            && !l.starts_with('-')
-            && !l.ends_with('-')
-    };
-    if !host.is_empty() && host.len() <= 253 && host.split('.').all(label_ok) {
-        Ok(())
-    } else {
-        Err(bad())
-    }
-}
-
-impl NetworkChaosSpec {
-    /// Every violation of the spec, with its field path.
-    pub fn validate(&self) -> Vec<Violation> {
-        self.checked().1
-    }
-
-    /// The tc values parsed while validating, and the violations. The conversion to qdisc
-    /// parameters uses these values, so it never parses a field a second time.
-    pub(crate) fn checked(&self) -> (crate::convert::tc_values::TcValues, Vec<Violation>) {
-        let mut f = Findings::default();
-        self.scope.validate_at("spec", &mut f);
-        let action = self.action.as_str();
-        let because = |field: &str| format!("for action `{action}` ({field})");
-        use NetworkChaosAction as A;
-
-        let tc = crate::convert::tc_values::check(self, &mut f);
-
-        match self.action {
-            A::Netem
-                if self.delay.is_none()
-                    && self.loss.is_none()
-                    && self.duplicate.is_none()
-                    && self.corrupt.is_none()
-                    && self.rate.is_none() =>
-            {
-                f.push("spec", Rule::NetemWithoutEffect)
-            }
-            A::Delay if self.delay.is_none() => {
-                f.push("spec.delay", required(because("the delay")))
-            }
-            A::Loss if self.loss.is_none() => f.push("spec.loss", required(because("the loss"))),
-            A::Duplicate if self.duplicate.is_none() => {
-                f.push("spec.duplicate", required(because("the duplication")))
-            }
-            A::Corrupt if self.corrupt.is_none() => {
-                f.push("spec.corrupt", required(because("the corruption")))
-            }
-            A::Rate if self.rate.is_none() => f.push("spec.rate", required(because("the rate"))),
-            A::Bandwidth if self.bandwidth.is_none() => {
-                f.push("spec.bandwidth", required(because("the cap")))
-            }
-            _ => {}
-        }
-        if self.action != A::Bandwidth && self.bandwidth.is_some() {
-            f.push(
-                "spec.bandwidth",
-                Rule::Forbidden {
-                    because: format!("for action `{action}`: use action `bandwidth`"),
-                },
-            );
-        }
-
-        let direction = self.direction.unwrap_or(Direction::To);
-        if let Some(target) = &self.target {
-            target.validate_at("spec.target", &mut f);
-        }
-        for (i, ext) in self.external_targets.iter().enumerate() {
-            f.check(index("spec.externalTargets", i), external_target(ext));
-        }
-        if self.action == A::Partition {
-            if self.target.is_none() && self.external_targets.is_empty() {
-                f.push("spec.target", Rule::PartitionWithoutPeer);
-            }
-        } else if direction != Direction::To {
-            if self.target.is_none() {
-                f.push(
-                    "spec.direction",
-                    Rule::DirectionNeedsTarget {
-                        direction: direction.as_str().into(),
-                        because:
-                            "for tc actions: traffic from the pods is shaped on the target's side"
-                                .into(),
-                    },
-                );
-            }
-            if !self.external_targets.is_empty() {
-                f.push(
-                    "spec.externalTargets",
-                    Rule::ExternalTargetsNeedDirectionTo {
-                        action: action.into(),
-                    },
-                );
-            }
-        }
-        for (field, device) in [
-            ("device", &self.device),
-            ("targetDevice", &self.target_device),
-        ] {
-            if let Some(device) = device {
-                f.check(child("spec", field), validate::device_name(device));
-            }
-        }
-        if let Some(duration) = &self.duration {
-            crate::iorule::check_positive_duration(&mut f, "spec.duration", duration);
-        }
-        (tc, f.into_vec())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn external_targets() {
-        for ok in [
-            "10.0.0.1",
-            "10.0.0.0/8",
-            "::1",
-            "fd00::/64",
-            "example.com",
-            "api.example.com.",
-        ] {
-            assert!(external_target(ok).is_ok(), "{ok}");
-        }
-        for bad in [
-            "10.0.0.0/33",
-            "fd00::/129",
-            "exa mple.com",
-            "-x.com",
-            "",
-            "a..b",
-            "1.2.3.4/x",
-        ] {
-            assert!(external_target(bad).is_err(), "{bad}");
-        }
-    }
 }
