@@ -438,7 +438,7 @@ fn main() {
     md.push_str("## Sidecar\n\n");
     md.push_str(&format!(
         "`cargo bench -p faultline-sidecar` ({}), fio {FILE_SIZE} file, psync, {secs} s jobs, warm reads (`--invalidate=0` after one full read through the target), metadata = create + stat + unlink of {files} 4 KiB files; ratio to the raw source directory on the same ext4 in the same run, median (min–max) of {rounds} alternating rounds; raw column: median absolute raw figure. Anchor: libfuse 3.19 `passthrough_hp` userspace data path, from MEASURE.md.\n\n",
-        time_stamp()
+        faultline_e2e::bench::today()
     ));
     md.push_str("| workload | raw (abs.) | sidecar, 0 rules | sidecar, 100 non-matching rules | passthrough_hp |\n|---|---:|---:|---:|---:|\n");
     for (i, r) in rows.iter().enumerate() {
@@ -462,48 +462,9 @@ fn main() {
     }
     println!("\n{md}");
     if let Ok(path) = std::env::var("FAULTLINE_BENCH_DOCS") {
-        write_section(Path::new(&path), &md);
+        if let Err(why) = faultline_e2e::bench::write_section(Path::new(&path), &md) {
+            panic!("FAULTLINE_BENCH_DOCS: {why}");
+        }
         println!("wrote the ## Sidecar section of {path}");
     }
-}
-
-fn time_stamp() -> String {
-    Command::new("date")
-        .args(["-u", "+%Y-%m-%d"])
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
-}
-
-/// Replaces (or appends) the `## Sidecar` section, leaving other sections alone.
-fn write_section(path: &Path, section: &str) {
-    let old = std::fs::read_to_string(path).unwrap_or_else(|_| "# Benchmarks\n".into());
-    let mut out = String::new();
-    let mut lines = old.lines().peekable();
-    let mut replaced = false;
-    while let Some(line) = lines.next() {
-        if line.trim_end() == "## Sidecar" {
-            out.push_str(section);
-            replaced = true;
-            while let Some(next) = lines.peek() {
-                if next.starts_with("## ") {
-                    out.push('\n');
-                    break;
-                }
-                lines.next();
-            }
-            continue;
-        }
-        out.push_str(line);
-        out.push('\n');
-    }
-    if !replaced {
-        if !out.ends_with("\n\n") {
-            out.push('\n');
-        }
-        out.push_str(section);
-    }
-    std::fs::write(path, out).expect("write benchmarks doc");
 }

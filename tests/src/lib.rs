@@ -21,11 +21,13 @@
 //! - [`webhook::Webhook`] runs the real `faultline-webhook` binary and registers it.
 //! - [`containerd::Containerd`] runs a private containerd with busybox containers.
 //! - [`binary`] builds a workspace binary once per process.
+//! - [`bench`] writes a benchmark's section of `docs/benchmarks.md`.
 //!
 //! A control plane that cannot start (binaries not built, no Go) makes [`setup`] return `None`
 //! after printing why, so the test skips — except with `CI=true`, where it panics: on CI a test
 //! that cannot run is a failure.
 
+pub mod bench;
 pub mod containerd;
 pub mod node;
 pub mod webhook;

@@ -78,8 +78,37 @@ const SIDECAR_BENCH_TOOLS: &[SystemTool] = &[SystemTool {
     why: "sidecar benchmarks",
 }];
 
+/// The daemon bench runs a private containerd with busybox containers (`faultline_e2e::containerd`)
+/// and stress-ng in them.
+const DAEMON_BENCH_TOOLS: &[SystemTool] = &[
+    SystemTool {
+        binary: "containerd",
+        package: "containerd",
+        why: "the daemon bench's containers",
+    },
+    SystemTool {
+        binary: "runc",
+        package: "runc",
+        why: "the daemon bench's containers",
+    },
+    SystemTool {
+        binary: "stress-ng",
+        package: "stress-ng",
+        why: "the daemon bench's stress.start",
+    },
+    SystemTool {
+        binary: "busybox",
+        package: "busybox-static",
+        why: "the rootfs of the daemon bench's containers (static: no libc inside)",
+    },
+];
+
 /// The crates with benchmarks, and the system tools each needs.
-const BENCHES: &[(&str, &[SystemTool])] = &[("sidecar", SIDECAR_BENCH_TOOLS), ("webhook", &[])];
+const BENCHES: &[(&str, &[SystemTool])] = &[
+    ("sidecar", SIDECAR_BENCH_TOOLS),
+    ("webhook", &[]),
+    ("daemon", DAEMON_BENCH_TOOLS),
+];
 
 /// Cargo-installed tools: (binary, crate, version, why).
 const CARGO_TOOLS: &[(&str, &str, &str, &str)] = &[(
@@ -137,9 +166,10 @@ const DEPS_HELP: &str = "usage: cargo xtask deps\n\n\
      Only the installation step of `cargo xtask test`.";
 const CRDS_HELP: &str = "usage: cargo xtask crds\n\n\
      Regenerates manifests/crds/*.yaml from the Rust types of faultline-api.";
-const BENCH_HELP: &str = "usage: cargo xtask bench <sidecar|webhook> [ARGS...]\n\n\
+const BENCH_HELP: &str = "usage: cargo xtask bench <sidecar|webhook|daemon> [ARGS...]\n\n\
      Runs `cargo bench -p faultline-<crate>` (ARGS go to cargo bench) and writes its table into\n\
-     docs/benchmarks.md. The sidecar bench needs fio (installed when missing, as root).";
+     docs/benchmarks.md. The sidecar bench needs fio; the daemon bench needs root, containerd,\n\
+     runc, stress-ng and a static busybox (installed when missing, as root).";
 
 /// Parses the command line completely: a bad task or argument is reported before anything is
 /// installed, and `--help` anywhere prints the task's help and does nothing else.
@@ -197,7 +227,7 @@ fn usage() -> &'static str {
      test [ARGS...]     install missing test dependencies, then fmt check, clippy, and the whole suite\n                     (ARGS go to nextest/cargo test)\n  \
      deps               only install the test dependencies\n  \
      crds               regenerate manifests/crds/*.yaml from the Rust types\n  \
-     bench <crate>      run the benchmarks of faultline-<crate> (sidecar, webhook)\n  \
+     bench <crate>      run the benchmarks of faultline-<crate> (sidecar, webhook, daemon)\n  \
      cluster <action>   build|up|down|env: a real kube-apiserver + etcd on 127.0.0.1 for tests and demos"
 }
 
@@ -499,7 +529,7 @@ mod tests {
         for (line, want) in [
             (
                 "bench foo",
-                "no benchmarks for `foo`: choose one of sidecar, webhook",
+                "no benchmarks for `foo`: choose one of sidecar, webhook, daemon",
             ),
             ("bench", "bench needs a crate name"),
             ("deploy", "unknown task `deploy`"),
@@ -545,5 +575,18 @@ mod tests {
             }
             _ => panic!("bench webhook"),
         }
+    }
+
+    #[test]
+    fn the_daemon_bench_installs_its_containers_and_stress_ng() {
+        let Ok(Task::Bench { krate, tools, .. }) = parse(&args("bench daemon")) else {
+            panic!("bench daemon");
+        };
+        assert_eq!(krate, "daemon");
+        let packages: Vec<&str> = tools.iter().map(|t| t.package).collect();
+        assert_eq!(
+            packages,
+            ["containerd", "runc", "stress-ng", "busybox-static"]
+        );
     }
 }
