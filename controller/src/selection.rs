@@ -80,6 +80,36 @@ pub enum SelectError {
     },
 }
 
+const FIELDS: [&str; 5] = [
+    "metadata.name",
+    "metadata.namespace",
+    "spec.nodeName",
+    "status.phase",
+    "status.podIP",
+];
+const OPERATORS: [&str; 4] = ["In", "NotIn", "Exists", "DoesNotExist"];
+
+/// Refuses a field or operator `matches` cannot evaluate, whatever the pods: checked per pod
+/// only, it would be an error or not depending on which pods get as far as that filter.
+fn supported(scope: &PodSelector) -> Result<(), SelectError> {
+    let s = &scope.selector;
+    if let Some(field) = s
+        .field_selectors
+        .keys()
+        .find(|f| !FIELDS.contains(&f.as_str()))
+    {
+        return Err(SelectError::UnsupportedField(field.clone()));
+    }
+    if let Some(req) = s
+        .expression_selectors
+        .iter()
+        .find(|r| !OPERATORS.contains(&r.operator.as_str()))
+    {
+        return Err(SelectError::UnsupportedOperator(req.operator.clone()));
+    }
+    Ok(())
+}
+
 fn field_of<'a>(pod: &'a PodInfo, field: &str) -> Result<Option<&'a str>, SelectError> {
     Ok(match field {
         "metadata.name" => Some(&pod.name),
@@ -219,6 +249,7 @@ pub fn select(
     uid: &str,
     limits: &Limits,
 ) -> Result<Vec<PodInfo>, SelectError> {
+    supported(scope)?;
     let namespaces: BTreeSet<String> = namespaces(scope, own)
         .into_iter()
         .filter(|ns| !limits.protected.contains(ns))
