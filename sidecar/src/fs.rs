@@ -28,7 +28,7 @@ use fuser::{
 use crate::delay::{Delays, Shutdown};
 use crate::inject::{CompiledRule, Op, Plan};
 use crate::inode::{Inode, InodeTable};
-use crate::metrics::{Metrics, Outcome};
+use crate::metrics::{MountMetrics, Outcome};
 use crate::rules::RuleStore;
 use crate::sys::{self, CallerCreds, cname};
 
@@ -97,7 +97,7 @@ pub(crate) struct Inner {
     handles: Handles,
     next_fh: AtomicU64,
     pub rules: Arc<RuleStore>,
-    pub metrics: Arc<Metrics>,
+    pub metrics: Arc<MountMetrics>,
     pub shutdown: Arc<Shutdown>,
     notifier: OnceLock<Notifier>,
     opts: FsOptions,
@@ -553,7 +553,7 @@ impl PassthroughFs {
     pub(crate) fn new(
         source: &Path,
         rules: Arc<RuleStore>,
-        metrics: Arc<Metrics>,
+        metrics: Arc<MountMetrics>,
         shutdown: Arc<Shutdown>,
         opts: FsOptions,
     ) -> std::io::Result<Self> {
@@ -662,6 +662,11 @@ impl Drop for DelayedOp {
     fn drop(&mut self) {
         self.0.delayed.fetch_sub(1, Ordering::Relaxed);
     }
+}
+
+/// Whether the thread `tid` (a FUSE request's pid) is one of this process's.
+fn own_thread(tid: u32) -> bool {
+    tid != 0 && Path::new("/proc/self/task").join(tid.to_string()).exists()
 }
 
 fn req_creds(req: &Request) -> (u32, u32) {
@@ -1161,8 +1166,15 @@ impl Filesystem for PassthroughFs {
         });
     }
 
-    fn statfs(&self, _req: &Request, ino: INodeNo, reply: ReplyStatfs) {
-        let plan = self.plan_ino(Op::Statfs, ino.0);
+    fn statfs(&self, req: &Request, ino: INodeNo, reply: ReplyStatfs) {
+        // The sidecar's own readiness check (`GET /ready` stats each mount) must see whether
+        // the mount is alive, not the faults it serves: a rule failing or delaying every op of
+        // one volume must not make the pod unready.
+        let plan = if own_thread(req.pid()) {
+            Plan::none()
+        } else {
+            self.plan_ino(Op::Statfs, ino.0)
+        };
         self.serve(Op::Statfs, plan, move |fs, plan| {
             let r = plan
                 .check()

@@ -1,16 +1,20 @@
 //! # faultline-sidecar
 //!
-//! A FUSE passthrough of `--source` mounted at `--mountpoint`, injecting I/O faults that are
-//! changed live over JSON-RPC 2.0 (DESIGN.md §4). It runs next to an application in a pod (the
-//! webhook injects it, §7) or standalone on any Linux host.
+//! A FUSE passthrough of each `--mount` source at its mountpoint, injecting I/O faults that are
+//! changed live over JSON-RPC 2.0 (DESIGN.md §4). One process serves every injected volume of a
+//! pod — one FUSE session per mount, each on its own threads, behind one RPC endpoint — next to
+//! an application (the webhook injects it, §7), or standalone on any Linux host.
 //!
 //! ```text
-//! faultline-sidecar --source /data-src --mountpoint /data [--rpc-listen 127.0.0.1:65533]
+//! faultline-sidecar --mount /faultline/source/data:/faultline/mnt/data:data \
+//!                   --mount /faultline/source/logs:/faultline/mnt/logs:logs \
+//!                   [--app-mount data=/var/lib/db ...] [--rpc-listen 127.0.0.1:65533]
 //!                   [--rpc-socket PATH [--rpc-socket-mode 0600]] [--rules rules.json] [--seed N]
 //!                   [--metrics-listen ADDR]
-//! faultline-sidecar probe [--rpc-listen 127.0.0.1:65533]      # exit 0 when the mount is live
-//! faultline-sidecar rules add|list|remove|clear …             # the RPC methods from a shell
-//! faultline-sidecar status [-o json]
+//! faultline-sidecar --source /data-src --mountpoint /data ...  # the one-mount form
+//! faultline-sidecar probe [--rpc-listen 127.0.0.1:65533]      # exit 0 when every mount is live
+//! faultline-sidecar rules add|list|remove|clear [--mount M] … # the RPC methods from a shell
+//! faultline-sidecar status [--mount M] [-o json]
 //! ```
 //!
 //! ## Layout
@@ -21,10 +25,16 @@
 //!   data corruption).
 //! - [`inject`]: one [`inject::Injector`] per rule type (latency, fault, attrOverride, mistake).
 //! - [`rules`]: the immutable rule snapshot (arc-swap), generations, ttl reaper, hit counts.
+//! - [`volume`]: the mounts — flags, per-mount state, which mount an RPC `mount` param names.
+//! - [`app`]: the state behind the RPC methods: rule changes addressed to a mount.
 //! - [`rpc`]: jsonrpsee methods with strict params, `GET /ready`, `GET /metrics`; listeners
 //!   kept off the network (loopback only, socket mode 0600).
 //! - [`mount`]: stale/busy mountpoint handling, the multi-threaded session, clean unmount.
 //! - [`client`], [`cli`]: the `rules …` and `status` subcommands.
+//!
+//! Each mount has its own filesystem, inode table, rule store, delay scheduler and FUSE session
+//! with its own `/dev/fuse` reader threads, so a delay or a hung source on one volume never
+//! stalls another.
 //!
 //! ## Rules
 //! `{"id"?, "type": "latency|fault|attrOverride|mistake", "path"?: glob relative to the mount root
@@ -43,6 +53,7 @@
 
 // What `main.rs`, the tests and the bench use is `pub`; everything else is crate-private, so the
 // compiler reports what nothing uses.
+pub(crate) mod app;
 pub mod cli;
 pub(crate) mod client;
 pub(crate) mod delay;
@@ -56,28 +67,34 @@ pub mod rpc;
 pub(crate) mod rules;
 pub(crate) mod sync;
 pub(crate) mod sys;
+pub mod volume;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use faultline_api::iorule::{IoRule, Reader, read_rules};
-use faultline_api::rpc::sidecar::Status;
+use faultline_api::rpc::sidecar::AppPath;
 use serde_json::Value;
 
+use crate::app::App;
 use crate::delay::Shutdown;
-use crate::fs::{FsOptions, Inner, PassthroughFs};
+use crate::fs::{FsOptions, PassthroughFs};
 use crate::metrics::Metrics;
-use crate::rules::RuleStore;
+use crate::mount::Mounted;
+use crate::rules::{RuleStore, Sequence};
+use crate::volume::{AppMount, MountSpec, Volume};
 
 /// Everything `run` needs (the binary's flags).
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub source: PathBuf,
-    pub mountpoint: PathBuf,
+    /// What to mount where (at least one).
+    pub mounts: Vec<MountSpec>,
+    /// Where app containers mount the volumes (more names for `mount` in RPC calls).
+    pub app_mounts: Vec<AppMount>,
     /// `host:port`; must resolve to loopback addresses unless `rpc_listen_allow_non_loopback`.
     pub rpc_listen: Option<String>,
     pub rpc_listen_allow_non_loopback: bool,
@@ -85,109 +102,153 @@ pub struct Config {
     /// Permission bits of the `rpc_socket` file.
     pub rpc_socket_mode: u32,
     pub metrics_listen: Option<SocketAddr>,
-    pub rules_file: Option<PathBuf>,
+    /// Initial rules, one file per mount (see [`load_rules_file`]).
+    pub rules_files: Vec<PathBuf>,
     pub seed: Option<u64>,
+    /// `/dev/fuse` reader threads of each mount.
     pub threads: usize,
     pub ttl: Duration,
     /// How long an unmount may take at shutdown before the connection is aborted.
     pub unmount_timeout: Duration,
 }
 
-/// Shared state of the RPC side.
-pub(crate) struct App {
-    pub rules: Arc<RuleStore>,
-    pub metrics: Arc<Metrics>,
-    pub source: PathBuf,
-    pub mountpoint: PathBuf,
-    pub mounted: AtomicBool,
-    pub shutdown: Arc<Shutdown>,
-    pub fs: OnceLock<Arc<Inner>>,
-    pub started: Instant,
-}
-
-impl App {
-    /// The RPC side's state before anything is mounted (`fs` is set once the filesystem exists).
-    pub(crate) fn new(
-        rules: Arc<RuleStore>,
-        metrics: Arc<Metrics>,
-        source: PathBuf,
-        mountpoint: PathBuf,
-        shutdown: Arc<Shutdown>,
-    ) -> Self {
-        App {
-            rules,
-            metrics,
-            source,
-            mountpoint,
-            mounted: AtomicBool::new(false),
-            shutdown,
-            fs: OnceLock::new(),
-            started: Instant::now(),
-        }
-    }
-
-    /// Ok when the FUSE mount is up and answering (a `statfs` through it reaches us).
-    pub(crate) fn mount_live(&self) -> Result<(), String> {
-        if self.shutdown.is_set() {
-            return Err("shutting down".into());
-        }
-        if !self.mounted.load(Ordering::Acquire) {
-            return Err("not mounted".into());
-        }
-        let c = std::ffi::CString::new(self.mountpoint.as_os_str().as_encoded_bytes())
-            .map_err(|e| e.to_string())?;
-        match sys::statfs_type(&c) {
-            Ok(t) if t == sys::FUSE_SUPER_MAGIC => Ok(()),
-            Ok(t) => Err(format!(
-                "{} is not a FUSE mount (f_type {t:#x})",
-                self.mountpoint.display()
-            )),
-            Err(e) => Err(format!("statfs({}): {e:?}", self.mountpoint.display())),
-        }
-    }
-
-    pub(crate) fn status(&self) -> Status {
-        let fs = self.fs.get();
-        let mounted = self.mounted.load(Ordering::Acquire);
-        Status {
-            mounted,
-            ready: mounted && !self.shutdown.is_set(),
-            source: self.source.clone(),
-            mountpoint: self.mountpoint.clone(),
-            generation: self.rules.generation(),
-            rules: self.rules.snapshot().rules.len(),
-            ops: rpc::op_counts(self),
-            inodes: fs.map(|f| f.inodes.len()).unwrap_or(0),
-            open_handles: fs.map(|f| f.open_handles()).unwrap_or(0),
-            delayed_ops: fs.map(|f| f.delayed.load(Ordering::Relaxed)).unwrap_or(0),
-            uptime_seconds: self.started.elapsed().as_secs(),
-        }
-    }
-}
-
-/// Reads a rules file: a JSON array of rules, or `{"rules": [...]}`, as strictly as
-/// `rules.set` reads its params (every problem listed, unknown fields refused).
-pub(crate) fn load_rules_file(path: &Path) -> anyhow::Result<Vec<IoRule>> {
+/// Reads a rules file: a JSON array of rules, or `{"rules": [...], "mount"?: "..."}`, as
+/// strictly as `rules.set` reads its params (every problem listed, unknown fields refused).
+/// Returns the mount it names (if any) and the rules.
+pub(crate) fn load_rules_file(path: &Path) -> anyhow::Result<(Option<String>, Vec<IoRule>)> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("read rules file {}", path.display()))?;
     // serde_json's message ends with the position: "… at line 3 column 7".
     let value: Value = serde_json::from_str(&text)
         .with_context(|| format!("rules file {} is not valid JSON", path.display()))?;
     let mut reader = Reader::new();
-    let list = match &value {
-        Value::Object(_) => reader
-            .object(&value, "", "an object like {\"rules\": [...]}", &["rules"])
-            .and_then(|m| m.get("rules"))
-            .cloned()
-            .unwrap_or(Value::Array(vec![])),
-        other => other.clone(),
+    let (list, mount) = match &value {
+        Value::Object(_) => {
+            let m = reader.object(
+                &value,
+                "",
+                "an object like {\"rules\": [...], \"mount\": \"data\"}",
+                &["rules", "mount"],
+            );
+            let list = m.and_then(|m| m.get("rules")).cloned();
+            let mount = m.and_then(|m| reader.string(m, "", "mount"));
+            (list.unwrap_or(Value::Array(vec![])), mount)
+        }
+        other => (other.clone(), None),
     };
     match read_rules(&mut reader, &list, "rules") {
-        Some(rules) if reader.errors().is_empty() => Ok(rules),
+        Some(rules) if reader.errors().is_empty() => Ok((mount, rules)),
         _ => {
             let lines: Vec<String> = reader.errors().iter().map(|e| format!("  {e}")).collect();
             anyhow::bail!("rules file {}:\n{}", path.display(), lines.join("\n"))
         }
+    }
+}
+
+/// The mounts' run-time state, built from the checked flags (nothing mounted yet).
+fn volumes(
+    cfg: &Config,
+    metrics: &Metrics,
+    sequence: &Arc<Sequence>,
+) -> anyhow::Result<Vec<Arc<Volume>>> {
+    let mut out = Vec::with_capacity(cfg.mounts.len());
+    for (i, spec) in cfg.mounts.iter().enumerate() {
+        let source = std::fs::canonicalize(&spec.source)
+            .with_context(|| format!("source directory {}", spec.source.display()))?;
+        // Absolute, but not canonicalised: a stale mount there would fail the lookup with ENOTCONN.
+        let mountpoint: PathBuf = std::path::absolute(&spec.mountpoint)
+            .with_context(|| format!("mountpoint {}", spec.mountpoint.display()))?
+            .components()
+            .collect();
+        let name = spec
+            .name
+            .clone()
+            .unwrap_or_else(|| mountpoint.display().to_string());
+        let app_paths = cfg
+            .app_mounts
+            .iter()
+            .filter(|a| spec.name.as_ref() == Some(&a.mount))
+            .map(|a| AppPath {
+                path: a.path.clone(),
+                sub_path: a.sub_path.clone(),
+            })
+            .collect();
+        let mount_metrics = Arc::new(metrics.mount(&name));
+        // One seed, a distinct sequence per mount: repeatable, and independent of the traffic
+        // on the other mounts.
+        let seed = cfg.seed.map(|s| s.wrapping_add(i as u64));
+        let rules = Arc::new(RuleStore::new(
+            &name,
+            seed,
+            mount_metrics.clone(),
+            sequence.clone(),
+        ));
+        out.push(Arc::new(Volume::new(
+            name,
+            source,
+            mountpoint,
+            app_paths,
+            rules,
+            mount_metrics,
+        )));
+    }
+    Ok(out)
+}
+
+/// The ttl reapers of every mount's rules, stopped and joined on drop (also on an error return).
+struct Reapers {
+    volumes: Vec<Arc<Volume>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Reapers {
+    fn start(volumes: &[Arc<Volume>]) -> anyhow::Result<Self> {
+        let mut reapers = Reapers {
+            volumes: volumes.to_vec(),
+            threads: Vec::new(),
+        };
+        for v in volumes {
+            let thread = v.rules.spawn_reaper().context("spawn ttl reaper thread")?;
+            reapers.threads.push(thread);
+        }
+        Ok(reapers)
+    }
+}
+
+impl Drop for Reapers {
+    fn drop(&mut self) {
+        for v in &self.volumes {
+            v.rules.stop_reaper();
+        }
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Unmounts every mount at once (each within `timeout`); every failure is reported.
+fn unmount_all(mounted: Vec<(Arc<Volume>, Mounted)>, timeout: Duration) -> anyhow::Result<()> {
+    for (v, _) in &mounted {
+        v.mounted.store(false, Ordering::Release);
+    }
+    let failures: Vec<String> = std::thread::scope(|scope| {
+        let running: Vec<_> = mounted
+            .into_iter()
+            .map(|(v, m)| scope.spawn(move || (v, m.unmount(timeout))))
+            .collect();
+        running
+            .into_iter()
+            .filter_map(|t| match t.join() {
+                Ok((_, Ok(()))) => None,
+                Ok((v, Err(err))) => Some(format!("unmount {}: {err}", v.mountpoint.display())),
+                Err(_) => Some("an unmount thread panicked".into()),
+            })
+            .collect()
+    });
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        anyhow::bail!("{}", failures.join("; "))
     }
 }
 
@@ -201,8 +262,9 @@ async fn wait_for_signal() -> anyhow::Result<&'static str> {
     })
 }
 
-/// Mounts, serves RPC, and runs until SIGTERM/SIGINT (or until the mount disappears).
+/// Mounts every mount, serves RPC, and runs until SIGTERM/SIGINT (or until a mount disappears).
 pub fn run(cfg: Config) -> anyhow::Result<()> {
+    volume::check(&cfg.mounts, &cfg.app_mounts)?;
     // Listeners first: a refused address fails before anything is mounted, and the socket is
     // bound while no other thread creates files (its umask trick is process-wide).
     let listeners = rpc::Listeners::bind(
@@ -211,47 +273,57 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
         cfg.rpc_socket.as_deref().map(|p| (p, cfg.rpc_socket_mode)),
     )?;
     let metrics = Arc::new(Metrics::new());
-    let rules = Arc::new(RuleStore::new(cfg.seed, metrics.clone()));
-    if let Some(path) = &cfg.rules_file {
-        let specs = load_rules_file(path)?;
+    let sequence = Arc::new(Sequence::default());
+    let shutdown = Arc::new(Shutdown::default());
+    let app = Arc::new(App::new(
+        volumes(&cfg, &metrics, &sequence)?,
+        metrics,
+        sequence,
+        shutdown.clone(),
+    ));
+    for path in &cfg.rules_files {
+        let (mount, specs) = load_rules_file(path)?;
         let n = specs.len();
-        rules
-            .set(specs)
+        app.set_rules(mount.as_deref(), specs)
             .map_err(|e| anyhow::anyhow!("rules file {}: {e}", path.display()))?;
         tracing::info!(rules = n, file = %path.display(), "initial rules loaded");
     }
-    let reaper = rules.spawn_reaper().context("spawn ttl reaper thread")?;
-    let shutdown = Arc::new(Shutdown::default());
-    let source = std::fs::canonicalize(&cfg.source)
-        .with_context(|| format!("source directory {}", cfg.source.display()))?;
-    // Absolute, but not canonicalised: a stale mount there would fail the lookup with ENOTCONN.
-    let cfg = Config {
-        mountpoint: std::path::absolute(&cfg.mountpoint)
-            .with_context(|| format!("mountpoint {}", cfg.mountpoint.display()))?,
-        ..cfg
-    };
-    let fs = PassthroughFs::new(
-        &source,
-        rules.clone(),
-        metrics.clone(),
-        shutdown.clone(),
-        FsOptions { ttl: cfg.ttl },
-    )?;
-    let app = Arc::new(App::new(
-        rules.clone(),
-        metrics,
-        source.clone(),
-        cfg.mountpoint.clone(),
-        shutdown.clone(),
-    ));
-    let _ = app.fs.set(fs.inner().clone());
-
-    let prepared = mount::prepare_mountpoint(&cfg.mountpoint)?;
-    if prepared == mount::Prepared::StaleDetached {
-        tracing::info!(mountpoint = %cfg.mountpoint.display(), "replaced a stale mount");
+    let reapers = Reapers::start(&app.volumes)?;
+    let mut filesystems = Vec::with_capacity(app.volumes.len());
+    for v in &app.volumes {
+        let fs = PassthroughFs::new(
+            &v.source,
+            v.rules.clone(),
+            v.metrics.clone(),
+            shutdown.clone(),
+            FsOptions { ttl: cfg.ttl },
+        )?;
+        let _ = v.fs.set(fs.inner().clone());
+        filesystems.push(fs);
     }
-    let mounted = mount::mount(fs, &source, &cfg.mountpoint, cfg.threads)?;
-    app.mounted.store(true, Ordering::Release);
+    // Every mountpoint is checked (and a stale mount of a crashed instance detached) before
+    // the first mount: a busy one refuses the start with nothing mounted.
+    for v in &app.volumes {
+        if mount::prepare_mountpoint(&v.mountpoint)? == mount::Prepared::StaleDetached {
+            tracing::info!(mount = %v.name, mountpoint = %v.mountpoint.display(), "replaced a stale mount");
+        }
+    }
+    let mut mounted: Vec<(Arc<Volume>, Mounted)> = Vec::with_capacity(app.volumes.len());
+    for (v, fs) in app.volumes.iter().zip(filesystems) {
+        match mount::mount(fs, &v.name, &v.source, &v.mountpoint, cfg.threads) {
+            Ok(m) => {
+                v.mounted.store(true, Ordering::Release);
+                mounted.push((v.clone(), m));
+            }
+            Err(err) => {
+                shutdown.trigger();
+                if let Err(undo) = unmount_all(mounted, cfg.unmount_timeout) {
+                    tracing::warn!(%undo, "unmounting after a failed start");
+                }
+                return Err(err.into());
+            }
+        }
+    }
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -274,8 +346,12 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
                     break Ok(());
                 }
                 _ = tick.tick() => {
-                    if mounted.session_ended() {
-                        break Err(anyhow::anyhow!("the FUSE session ended (unmounted from outside?)"));
+                    if let Some((v, _)) = mounted.iter().find(|(_, m)| m.session_ended()) {
+                        break Err(anyhow::anyhow!(
+                            "the FUSE session of mount {} ({}) ended (unmounted from outside?)",
+                            v.name,
+                            v.mountpoint.display()
+                        ));
                     }
                 }
             }
@@ -286,17 +362,15 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
         }
         result
     });
-    app.mounted.store(false, Ordering::Release);
     shutdown.trigger();
-    let unmounted = mounted.unmount(cfg.unmount_timeout);
-    rules.stop_reaper();
-    let _ = reaper.join();
+    let unmounted = unmount_all(mounted, cfg.unmount_timeout);
+    drop(reapers);
     if let Some(sock) = &cfg.rpc_socket {
         let _ = std::fs::remove_file(sock);
     }
     rt.shutdown_timeout(Duration::from_millis(200));
     outcome?;
-    unmounted.with_context(|| format!("unmount {}", cfg.mountpoint.display()))
+    unmounted
 }
 
 #[cfg(test)]
@@ -309,7 +383,12 @@ mod tests {
         let file = dir.path().join("rules.json");
         let write = |text: &str| std::fs::write(&file, text).unwrap();
         write(r#"{"rules": [{"type": "fault", "faults": [{"errno": "EIO"}]}]}"#);
-        assert_eq!(load_rules_file(&file).unwrap()[0].faults[0].errno, 5);
+        assert_eq!(load_rules_file(&file).unwrap().1[0].faults[0].errno, 5);
+        write(r#"{"mount": "/var/lib/db", "rules": []}"#);
+        assert_eq!(
+            load_rules_file(&file).unwrap(),
+            (Some("/var/lib/db".to_owned()), vec![])
+        );
         write(r#"[{"type": "fault", "pth": "x", "faults": [{"errno": 5}]}, {"type": "latency"}]"#);
         let err = load_rules_file(&file).unwrap_err().to_string();
         assert!(
@@ -319,7 +398,7 @@ mod tests {
         write(r#"{"rules": [], "rule": {}}"#);
         let err = load_rules_file(&file).unwrap_err().to_string();
         assert!(
-            err.ends_with("  rule: unknown field (accepted: rules)"),
+            err.ends_with("  rule: unknown field (accepted: rules, mount)"),
             "{err}"
         );
         write("[\n  {\"type\": }\n]");

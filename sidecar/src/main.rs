@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use faultline_sidecar::cli;
+use faultline_sidecar::volume::{AppMount, MountSpec};
 
 /// FUSE passthrough with live-controlled I/O faults (JSON-RPC 2.0).
 #[derive(Debug, Parser)]
@@ -15,10 +16,18 @@ use faultline_sidecar::cli;
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
-    /// Directory to expose (the real data).
+    /// A directory to serve and where: SOURCE:MOUNTPOINT[:NAME], NAME being the volume name
+    /// (repeatable: one FUSE session per mount, one process, one RPC endpoint).
+    #[arg(long = "mount", value_name = "SOURCE:MOUNTPOINT[:NAME]", conflicts_with_all = ["source", "mountpoint"])]
+    mounts: Vec<MountSpec>,
+    /// Where an app container mounts a volume: NAME=PATH, or NAME/SUBPATH=PATH for a subPath
+    /// mount (repeatable); RPC calls may then name the mount by PATH (an IOChaos volumePath).
+    #[arg(long = "app-mount", value_name = "NAME[/SUBPATH]=PATH")]
+    app_mounts: Vec<AppMount>,
+    /// Directory to expose (the real data): the one-mount form, with --mountpoint.
     #[arg(long, env = "FAULTLINE_SOURCE")]
     source: Option<PathBuf>,
-    /// Where to mount the fault filesystem.
+    /// Where to mount the fault filesystem: the one-mount form, with --source.
     #[arg(long, env = "FAULTLINE_MOUNTPOINT")]
     mountpoint: Option<PathBuf>,
     /// JSON-RPC (HTTP + WebSocket), GET /ready and GET /metrics: host:port, loopback only.
@@ -36,13 +45,14 @@ struct Cli {
     /// Serve /metrics on a separate plain-HTTP address too.
     #[arg(long)]
     metrics_listen: Option<SocketAddr>,
-    /// Initial rules: a JSON array of rules or {"rules": [...]}.
+    /// Initial rules: a JSON array of rules, or {"rules": [...], "mount": "..."} (repeatable:
+    /// one file per mount).
     #[arg(long)]
-    rules: Option<PathBuf>,
+    rules: Vec<PathBuf>,
     /// Seed for the random source (percent, weighted errnos, mistakes) — repeatable runs.
     #[arg(long)]
     seed: Option<u64>,
-    /// /dev/fuse reader threads.
+    /// /dev/fuse reader threads of each mount.
     #[arg(long, default_value_t = 4)]
     threads: usize,
     /// Entry/attribute cache TTL in milliseconds for paths no rule touches.
@@ -103,19 +113,29 @@ fn main() -> ExitCode {
         None => {}
     }
     faultline_sidecar::logs::init(matches!(cli.log_format, LogFormat::Json));
-    let (Some(source), Some(mountpoint)) = (cli.source, cli.mountpoint) else {
-        eprintln!("faultline-sidecar: --source and --mountpoint are required");
-        return ExitCode::from(2);
+    let mounts = match (cli.source, cli.mountpoint) {
+        (Some(source), Some(mountpoint)) => vec![MountSpec {
+            source,
+            mountpoint,
+            name: None,
+        }],
+        (None, None) if !cli.mounts.is_empty() => cli.mounts,
+        _ => {
+            eprintln!(
+                "faultline-sidecar: give --mount SOURCE:MOUNTPOINT[:NAME] (repeatable), or both --source and --mountpoint"
+            );
+            return ExitCode::from(2);
+        }
     };
     let cfg = faultline_sidecar::Config {
-        source,
-        mountpoint,
+        mounts,
+        app_mounts: cli.app_mounts,
         rpc_listen: Some(cli.rpc_listen),
         rpc_listen_allow_non_loopback: cli.rpc_listen_allow_non_loopback,
         rpc_socket: cli.rpc_socket,
         rpc_socket_mode: cli.rpc_socket_mode,
         metrics_listen: cli.metrics_listen,
-        rules_file: cli.rules,
+        rules_files: cli.rules,
         seed: cli.seed,
         threads: cli.threads,
         ttl: Duration::from_millis(cli.cache_ttl_ms),

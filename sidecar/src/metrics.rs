@@ -1,7 +1,9 @@
 //! Prometheus metrics and the per-op counters `status()` reports.
 //!
-//! The hot path touches only pre-resolved handles: one counter and one histogram per op are
-//! looked up once at start, so recording an op is two atomic adds and a histogram observe.
+//! One registry per process ([`Metrics`]); every per-operation family is labelled with the mount
+//! (`mount="data"`), and each mount records through its own [`MountMetrics`]: the hot path
+//! touches only pre-resolved handles — one counter and one histogram per op, looked up once when
+//! the mount is set up — so recording an op is two atomic adds and a histogram observe.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -49,13 +51,20 @@ pub(crate) struct OpCounts {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OpLabels {
+    mount: String,
     op: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct FaultLabels {
+    mount: String,
     rule: String,
     kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MountLabels {
+    mount: String,
 }
 
 fn op_histogram() -> Histogram {
@@ -63,18 +72,16 @@ fn op_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.000_01, 4.0, 11))
 }
 
+/// The process's registry and metric families.
 pub(crate) struct Metrics {
     registry: Registry,
-    ops: Vec<Counter>,
-    errors: Vec<Counter>,
-    injected: Vec<Counter>,
-    latency: Vec<Histogram>,
+    ops: Family<OpLabels, Counter>,
+    errors: Family<OpLabels, Counter>,
+    injected: Family<OpLabels, Counter>,
+    latency: Family<OpLabels, Histogram, fn() -> Histogram>,
     faults: Family<FaultLabels, Counter>,
-    pub rules: Gauge,
-    pub generation: Gauge,
-    counts: Vec<AtomicU64>,
-    error_counts: Vec<AtomicU64>,
-    injected_counts: Vec<AtomicU64>,
+    rules: Family<MountLabels, Gauge>,
+    generation: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -92,65 +99,121 @@ impl Default for Metrics {
 impl Metrics {
     pub(crate) fn new() -> Self {
         let mut registry = Registry::with_prefix("faultline_sidecar");
-        let ops_family = Family::<OpLabels, Counter>::default();
-        let errors_family = Family::<OpLabels, Counter>::default();
-        let injected_family = Family::<OpLabels, Counter>::default();
-        let latency_family =
+        let ops = Family::<OpLabels, Counter>::default();
+        let errors = Family::<OpLabels, Counter>::default();
+        let injected = Family::<OpLabels, Counter>::default();
+        let latency =
             Family::<OpLabels, Histogram, fn() -> Histogram>::new_with_constructor(op_histogram);
         let faults = Family::<FaultLabels, Counter>::default();
-        let rules = Gauge::default();
+        let rules = Family::<MountLabels, Gauge>::default();
         let generation = Gauge::default();
-        registry.register("ops", "FUSE operations served", ops_family.clone());
+        registry.register("ops", "FUSE operations served", ops.clone());
         registry.register(
             "op_errors",
             "FUSE operations the source filesystem answered with an error (injected faults not included)",
-            errors_family.clone(),
+            errors.clone(),
         );
         registry.register(
             "op_injected_errors",
             "FUSE operations failed by an injected fault",
-            injected_family.clone(),
+            injected.clone(),
         );
         registry.register(
             "op_duration_seconds",
             "Time to serve a FUSE operation, injected delays included",
-            latency_family.clone(),
+            latency.clone(),
         );
         registry.register(
             "faults_injected",
-            "Rule hits by rule id and type",
+            "Rule hits by mount, rule id and type",
             faults.clone(),
         );
-        registry.register("rules", "Rules loaded", rules.clone());
-        registry.register("rules_generation", "Rule generation", generation.clone());
-        let labels = |op: Op| OpLabels { op: op.name() };
+        registry.register("rules", "Rules loaded, by mount", rules.clone());
+        registry.register(
+            "rules_generation",
+            "Rule generation (every change on any mount raises it)",
+            generation.clone(),
+        );
         Self {
-            ops: Op::ALL
-                .iter()
-                .map(|op| ops_family.get_or_create_owned(&labels(*op)))
-                .collect(),
-            errors: Op::ALL
-                .iter()
-                .map(|op| errors_family.get_or_create_owned(&labels(*op)))
-                .collect(),
-            injected: Op::ALL
-                .iter()
-                .map(|op| injected_family.get_or_create_owned(&labels(*op)))
-                .collect(),
-            latency: Op::ALL
-                .iter()
-                .map(|op| latency_family.get_or_create_owned(&labels(*op)))
-                .collect(),
-            counts: Op::ALL.iter().map(|_| AtomicU64::new(0)).collect(),
-            error_counts: Op::ALL.iter().map(|_| AtomicU64::new(0)).collect(),
-            injected_counts: Op::ALL.iter().map(|_| AtomicU64::new(0)).collect(),
             registry,
+            ops,
+            errors,
+            injected,
+            latency,
             faults,
             rules,
             generation,
         }
     }
 
+    /// The handles of one mount, resolved once.
+    pub(crate) fn mount(&self, mount: &str) -> MountMetrics {
+        let labels = |op: Op| OpLabels {
+            mount: mount.to_owned(),
+            op: op.name(),
+        };
+        let each = |family: &Family<OpLabels, Counter>| -> Vec<Counter> {
+            Op::ALL
+                .iter()
+                .map(|op| family.get_or_create_owned(&labels(*op)))
+                .collect()
+        };
+        MountMetrics {
+            mount: mount.to_owned(),
+            ops: each(&self.ops),
+            errors: each(&self.errors),
+            injected: each(&self.injected),
+            latency: Op::ALL
+                .iter()
+                .map(|op| self.latency.get_or_create_owned(&labels(*op)))
+                .collect(),
+            faults: self.faults.clone(),
+            rules: self.rules.get_or_create_owned(&MountLabels {
+                mount: mount.to_owned(),
+            }),
+            generation: self.generation.clone(),
+            counts: Op::ALL.iter().map(|_| AtomicU64::new(0)).collect(),
+            error_counts: Op::ALL.iter().map(|_| AtomicU64::new(0)).collect(),
+            injected_counts: Op::ALL.iter().map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    /// The OpenMetrics text exposition.
+    pub(crate) fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+/// One mount's metric handles and the counters its `status` shows.
+pub(crate) struct MountMetrics {
+    mount: String,
+    ops: Vec<Counter>,
+    errors: Vec<Counter>,
+    injected: Vec<Counter>,
+    latency: Vec<Histogram>,
+    faults: Family<FaultLabels, Counter>,
+    /// Rules loaded on this mount.
+    pub rules: Gauge,
+    /// The sidecar-wide generation.
+    pub generation: Gauge,
+    counts: Vec<AtomicU64>,
+    error_counts: Vec<AtomicU64>,
+    injected_counts: Vec<AtomicU64>,
+}
+
+impl std::fmt::Debug for MountMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MountMetrics")
+            .field("mount", &self.mount)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MountMetrics {
     pub(crate) fn record(&self, op: Op, elapsed: Duration, outcome: Outcome) {
         let i = op.index();
         self.counts[i].fetch_add(1, Ordering::Relaxed);
@@ -179,6 +242,7 @@ impl Metrics {
     pub(crate) fn fault_counter(&self, rule: &str, kind: &'static str) -> Counter {
         self.faults
             .get_or_create(&FaultLabels {
+                mount: self.mount.clone(),
                 rule: rule.to_string(),
                 kind,
             })
@@ -201,15 +265,6 @@ impl Metrics {
             .filter(|c| c.count > 0)
             .collect()
     }
-
-    /// The OpenMetrics text exposition.
-    pub(crate) fn encode(&self) -> String {
-        let mut out = String::new();
-        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
-            out.clear();
-        }
-        out
-    }
 }
 
 #[cfg(test)]
@@ -218,7 +273,10 @@ mod tests {
 
     #[test]
     fn records_and_encodes() {
-        let m = Metrics::new();
+        let metrics = Metrics::new();
+        let m = metrics.mount("data");
+        let other = metrics.mount("logs");
+        other.record(Op::Read, Duration::from_micros(50), Outcome::Ok);
         m.record(Op::Read, Duration::from_micros(50), Outcome::Ok);
         m.record(Op::Read, Duration::from_micros(50), Outcome::Failed);
         m.record(Op::Read, Duration::from_micros(50), Outcome::Injected);
@@ -232,25 +290,34 @@ mod tests {
                 injected: 1
             }]
         );
-        let text = m.encode();
+        assert_eq!(
+            other.op_counts()[0].count,
+            1,
+            "each mount counts its own ops"
+        );
+        let text = metrics.encode();
         assert!(
-            text.contains("faultline_sidecar_ops_total{op=\"read\"} 3"),
+            text.contains("faultline_sidecar_ops_total{mount=\"data\",op=\"read\"} 3"),
             "{text}"
         );
         assert!(
-            text.contains("faultline_sidecar_faults_injected_total{rule=\"r1\",kind=\"fault\"} 1"),
+            text.contains("faultline_sidecar_faults_injected_total{mount=\"data\",rule=\"r1\",kind=\"fault\"} 1"),
             "{text}"
         );
         assert!(
-            text.contains("faultline_sidecar_op_duration_seconds_count{op=\"read\"} 3"),
+            text.contains(
+                "faultline_sidecar_op_duration_seconds_count{mount=\"data\",op=\"read\"} 3"
+            ),
             "{text}"
         );
         assert!(
-            text.contains("faultline_sidecar_op_errors_total{op=\"read\"} 1"),
+            text.contains("faultline_sidecar_op_errors_total{mount=\"data\",op=\"read\"} 1"),
             "{text}"
         );
         assert!(
-            text.contains("faultline_sidecar_op_injected_errors_total{op=\"read\"} 1"),
+            text.contains(
+                "faultline_sidecar_op_injected_errors_total{mount=\"data\",op=\"read\"} 1"
+            ),
             "{text}"
         );
     }

@@ -138,9 +138,12 @@ impl std::fmt::Debug for Mounted {
     }
 }
 
-/// Mounts `fs` at `mountpoint` with `threads` `/dev/fuse` readers.
+/// Mounts `fs` (the mount `name`) at `mountpoint` with `threads` `/dev/fuse` readers of its
+/// own: each mount is a separate FUSE session, so a slow operation on one never waits for a
+/// reader of another.
 pub(crate) fn mount(
     fs: PassthroughFs,
+    name: &str,
     source: &Path,
     mountpoint: &Path,
     threads: usize,
@@ -180,7 +183,7 @@ pub(crate) fn mount(
     let conn = std::fs::metadata(mountpoint)
         .ok()
         .map(|m| u64::from(libc::minor(m.dev())));
-    tracing::info!(source = %source.display(), mountpoint = %mountpoint.display(), threads, "mounted");
+    tracing::info!(mount = %name, source = %source.display(), mountpoint = %mountpoint.display(), threads, "mounted");
     Ok(Mounted {
         session: Some(handle),
         unmounter,

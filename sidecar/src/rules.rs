@@ -6,6 +6,12 @@
 //! new rules match) before the RPC call returns — so the next operation sees the change.
 //! Rules with a `ttl` are dropped by a reaper thread at their deadline; until it runs, matching
 //! skips expired rules, so expiry is exact.
+//!
+//! Each mount has its own store (its own snapshot, lock, random source and reaper), so a change
+//! on one mount never touches another's rules or caches. What the mounts share is a
+//! [`Sequence`]: one generation counter and one counter for generated ids, so generations are
+//! sidecar-wide and rule ids are unique across the mounts (the caller passes the other mounts'
+//! ids to [`RuleStore::set`] and [`RuleStore::add`]).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,7 +27,24 @@ use faultline_api::validate::Findings;
 use globset::{GlobSet, GlobSetBuilder};
 
 use crate::inject::{CompiledRule, Op, Plan, Random, apply};
-use crate::metrics::Metrics;
+use crate::metrics::MountMetrics;
+
+/// What the rule stores of one sidecar share: the generation and generated-id counters.
+#[derive(Debug, Default)]
+pub(crate) struct Sequence {
+    generation: AtomicU64,
+    next_id: AtomicU64,
+}
+
+impl Sequence {
+    /// The latest generation of any store.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+}
+
+/// Ids of the rules of the *other* mounts: id → that mount's name.
+pub(crate) type OtherIds = HashMap<String, String>;
 
 /// One generation of rules.
 #[derive(Debug, Default)]
@@ -135,11 +158,13 @@ fn methods_of(rule: &CompiledRule) -> String {
 pub(crate) type ChangeHook = Box<dyn Fn(&Snapshot, &[Arc<CompiledRule>]) + Send + Sync>;
 
 pub(crate) struct RuleStore {
+    /// The mount's name, for logs and listings.
+    mount: String,
     current: ArcSwap<Snapshot>,
     write: Mutex<()>,
     rng: Arc<Random>,
-    next_id: AtomicU64,
-    metrics: Arc<Metrics>,
+    sequence: Arc<Sequence>,
+    metrics: Arc<MountMetrics>,
     hook: RwLock<Option<ChangeHook>>,
     /// Wakes the ttl reaper on change or shutdown: (generation seen, stop).
     reaper: (Mutex<(u64, bool)>, Condvar),
@@ -148,18 +173,25 @@ pub(crate) struct RuleStore {
 impl std::fmt::Debug for RuleStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RuleStore")
+            .field("mount", &self.mount)
             .field("generation", &self.generation())
             .finish_non_exhaustive()
     }
 }
 
 impl RuleStore {
-    pub(crate) fn new(seed: Option<u64>, metrics: Arc<Metrics>) -> Self {
+    pub(crate) fn new(
+        mount: &str,
+        seed: Option<u64>,
+        metrics: Arc<MountMetrics>,
+        sequence: Arc<Sequence>,
+    ) -> Self {
         Self {
+            mount: mount.to_owned(),
             current: ArcSwap::from_pointee(Snapshot::default()),
             write: Mutex::new(()),
             rng: Arc::new(Random::new(seed)),
-            next_id: AtomicU64::new(1),
+            sequence,
             metrics,
             hook: RwLock::new(None),
             reaper: (Mutex::new((0, false)), Condvar::new()),
@@ -170,8 +202,19 @@ impl RuleStore {
         *write(&self.hook) = Some(hook);
     }
 
+    /// The generation of this store's latest change (0: never changed).
     pub(crate) fn generation(&self) -> u64 {
         self.current.load().generation
+    }
+
+    /// The ids of the loaded rules.
+    pub(crate) fn ids(&self) -> Vec<String> {
+        self.current
+            .load()
+            .rules
+            .iter()
+            .map(|r| r.id.clone())
+            .collect()
     }
 
     pub(crate) fn snapshot(&self) -> Arc<Snapshot> {
@@ -253,10 +296,11 @@ impl RuleStore {
         )
     }
 
-    fn fresh_id(&self, taken: &HashSet<String>) -> String {
+    fn fresh_id(&self, taken: &HashSet<String>, others: &OtherIds) -> String {
         loop {
-            let id = format!("r{}", self.next_id.fetch_add(1, Ordering::Relaxed));
-            if !taken.contains(&id) {
+            let n = self.sequence.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+            let id = format!("r{n}");
+            if !taken.contains(&id) && !others.contains_key(&id) {
                 return id;
             }
         }
@@ -264,11 +308,13 @@ impl RuleStore {
 
     /// Validates and compiles `specs` (paths `rules[i]` or `rule`), keeping compiled rules of
     /// `keep` that are identical (same id and spec) so their hit counts and deadlines survive.
+    /// An id one of the other mounts uses (`others`) is a duplicate.
     fn compile(
         &self,
         specs: Vec<IoRule>,
         prefix: impl Fn(usize) -> String,
         existing: &[Arc<CompiledRule>],
+        others: &OtherIds,
     ) -> Result<Vec<Arc<CompiledRule>>, RuleError> {
         // The RPC layer has checked all of this already; the store checks again so that no
         // caller can load a rule that does not validate.
@@ -279,17 +325,19 @@ impl RuleStore {
         let mut errors: Vec<FieldError> = findings.into_vec().into_iter().map(Into::into).collect();
         let mut taken: HashMap<String, usize> = HashMap::new();
         for (i, spec) in specs.iter().enumerate() {
-            if let Some(id) = &spec.id
-                && let Some(first) = taken.insert(id.clone(), i)
-            {
-                errors.push(FieldError::new(
-                    format!("{}.id", prefix(i)),
-                    Problem::DuplicateId {
-                        id: id.clone(),
-                        first: prefix(first),
-                    },
-                ));
-            }
+            let Some(id) = &spec.id else { continue };
+            let first = match (taken.insert(id.clone(), i), others.get(id)) {
+                (Some(first), _) => prefix(first),
+                (None, Some(mount)) => format!("a rule of mount {mount}"),
+                (None, None) => continue,
+            };
+            errors.push(FieldError::new(
+                format!("{}.id", prefix(i)),
+                Problem::DuplicateId {
+                    id: id.clone(),
+                    first,
+                },
+            ));
         }
         if !errors.is_empty() {
             return Err(RuleError::Invalid(errors));
@@ -301,7 +349,7 @@ impl RuleStore {
             let id = match &spec.id {
                 Some(id) => id.clone(),
                 None => {
-                    let id = self.fresh_id(&taken);
+                    let id = self.fresh_id(&taken, others);
                     taken.insert(id.clone());
                     id
                 }
@@ -327,7 +375,7 @@ impl RuleStore {
 
     fn swap(&self, rules: Vec<Arc<CompiledRule>>, why: Removal) -> u64 {
         let old = self.current.load_full();
-        let generation = old.generation + 1;
+        let generation = self.sequence.generation.fetch_add(1, Ordering::AcqRel) + 1;
         let fresh: Vec<Arc<CompiledRule>> = rules
             .iter()
             .filter(|r| !old.rules.iter().any(|o| Arc::ptr_eq(o, r)))
@@ -344,6 +392,7 @@ impl RuleStore {
                 path = %gone.spec.path.as_deref().unwrap_or("**"),
                 hits = gone.hits.load(Ordering::Relaxed),
                 reason = %why.as_str(),
+                mount = %self.mount,
                 "rule removed"
             );
         }
@@ -354,13 +403,16 @@ impl RuleStore {
                 path = %new.spec.path.as_deref().unwrap_or("**"),
                 methods = %methods_of(new),
                 percent = new.spec.percent.unwrap_or(100),
+                mount = %self.mount,
                 "rule added"
             );
         }
         let snap = Arc::new(Snapshot::new(generation, rules));
         self.current.store(snap.clone());
         self.metrics.rules.set(snap.rules.len() as i64);
-        self.metrics.generation.set(generation as i64);
+        // Two stores may publish out of order: the gauge shows the counter, the latest.
+        let latest = self.sequence.generation();
+        self.metrics.generation.set(latest as i64);
         if let Some(hook) = read(&self.hook).as_ref() {
             hook(&snap, &fresh);
         }
@@ -371,21 +423,23 @@ impl RuleStore {
             generation,
             rules = snap.rules.len(),
             new = fresh.len(),
+            mount = %self.mount,
             "rules changed"
         );
         generation
     }
 
-    /// `rules.set`: atomic replace.
-    pub(crate) fn set(&self, specs: Vec<IoRule>) -> Result<u64, RuleError> {
+    /// `rules.set`: atomic replace. `others`: the ids of the other mounts' rules.
+    pub(crate) fn set(&self, specs: Vec<IoRule>, others: &OtherIds) -> Result<u64, RuleError> {
         let _w = lock(&self.write);
         let existing = self.current.load_full();
-        let rules = self.compile(specs, |i| format!("rules[{i}]"), &existing.rules)?;
+        let rules = self.compile(specs, |i| format!("rules[{i}]"), &existing.rules, others)?;
         Ok(self.swap(rules, Removal::Replaced))
     }
 
-    /// `rules.add`: appends one rule; returns (id, generation).
-    pub(crate) fn add(&self, spec: IoRule) -> Result<(String, u64), RuleError> {
+    /// `rules.add`: appends one rule; returns (id, generation). `others`: the ids of the other
+    /// mounts' rules.
+    pub(crate) fn add(&self, spec: IoRule, others: &OtherIds) -> Result<(String, u64), RuleError> {
         let _w = lock(&self.write);
         let existing = self.current.load_full();
         if let Some(id) = &spec.id
@@ -402,9 +456,9 @@ impl RuleStore {
         let ids: HashSet<String> = existing.rules.iter().map(|r| r.id.clone()).collect();
         let mut spec = spec;
         if spec.id.is_none() {
-            spec.id = Some(self.fresh_id(&ids));
+            spec.id = Some(self.fresh_id(&ids, others));
         }
-        let mut compiled = self.compile(vec![spec], |_| "rule".to_string(), &[])?;
+        let mut compiled = self.compile(vec![spec], |_| "rule".to_string(), &[], others)?;
         let mut rules = existing.rules.clone();
         rules.append(&mut compiled);
         let id = rules.last().map(|r| r.id.clone()).unwrap_or_default();
@@ -436,7 +490,7 @@ impl RuleStore {
         self.swap(Vec::new(), Removal::Cleared)
     }
 
-    /// `rules.list`: (generation, rules with hit counts).
+    /// `rules.list`: (this store's generation, rules with hit counts).
     pub(crate) fn list(&self) -> (u64, Vec<RuleEntry>) {
         let snap = self.current.load_full();
         let now = Instant::now();
@@ -446,6 +500,7 @@ impl RuleStore {
             .filter(|r| !r.expired(now))
             .map(|r| RuleEntry {
                 id: r.id.clone(),
+                mount: self.mount.clone(),
                 rule: r.spec.clone(),
                 hits: r.hits.load(Ordering::Relaxed),
                 expires_in_ms: r

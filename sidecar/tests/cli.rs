@@ -50,7 +50,10 @@ fn rules_and_status_round_trip() {
                 r#"{"id": "eio", "type": "fault", "path": "f", "methods": ["open"], "faults": [{"errno": "EIO"}]}"#
             ]
         ),
-        "added rule eio (generation 1)\n"
+        format!(
+            "added rule eio to mount {} (generation 1)\n",
+            sc.mnt.display()
+        )
     );
     let file = sc.dir.path().join("rule.json");
     std::fs::write(
@@ -60,7 +63,10 @@ fn rules_and_status_round_trip() {
     .unwrap();
     assert_eq!(
         ok(&sc, &["rules", "add", "-f", file.to_str().unwrap()]),
-        "added rule r1 (generation 2)\n"
+        format!(
+            "added rule r1 to mount {} (generation 2)\n",
+            sc.mnt.display()
+        )
     );
     assert_eq!(
         common::errno(std::fs::File::open(sc.m("f"))),
@@ -70,15 +76,22 @@ fn rules_and_status_round_trip() {
     let table = ok(&sc, &["rules", "list"]);
     let lines: Vec<&str> = table.lines().collect();
     assert_eq!(lines[0], "generation 2", "{table}");
-    assert!(lines[1].starts_with("ID   TYPE     PATH"), "{table}");
-    assert!(
-        lines[2].starts_with("eio  fault    f")
-            && lines[2].contains(" EIO ")
-            && lines[2].contains("open"),
+    let cells =
+        |line: &str| -> Vec<String> { line.split_whitespace().map(str::to_owned).collect() };
+    let mnt = sc.mnt.display().to_string();
+    assert_eq!(
+        cells(lines[1])[..4],
+        ["ID", "MOUNT", "TYPE", "PATH"],
         "{table}"
     );
-    assert!(
-        lines[3].starts_with("r1   latency  nothing/**") && lines[3].contains("300ms"),
+    assert_eq!(
+        cells(lines[2])[..7],
+        ["eio", &mnt, "fault", "f", "open", "100%", "EIO"],
+        "{table}"
+    );
+    assert_eq!(
+        cells(lines[3])[..7],
+        ["r1", &mnt, "latency", "nothing/**", "read", "100%", "300ms"],
         "{table}"
     );
     let raw: Value = serde_json::from_str(&ok(&sc, &["rules", "list", "-o", "json"])).unwrap();
@@ -86,7 +99,7 @@ fn rules_and_status_round_trip() {
     assert_eq!(raw["rules"][0]["rule"]["faults"][0]["errno"], 5);
 
     let status = ok(&sc, &["status"]);
-    assert!(status.contains("mounted      yes\n"), "{status}");
+    assert!(status.contains("\n  mounted      yes\n"), "{status}");
     assert!(status.contains("generation   2\n"), "{status}");
     assert!(status.contains("OP "), "{status}");
     let raw: Value = serde_json::from_str(&ok(&sc, &["status", "-o", "json"])).unwrap();

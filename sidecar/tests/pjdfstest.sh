@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # POSIX conformance of the sidecar mount: runs the pjdfstest suite on a raw directory and through
-# a faultline-sidecar mount of another directory on the same filesystem, and fails if any test
-# that passes on raw does not pass through the mount.
+# one of the three mounts of a faultline-sidecar (the way a pod's sidecar serves several volumes),
+# whose two other mounts carry fault rules (every op fails with EIO on one, 5 ms on every op of the
+# other), and fails if any test that passes on raw does not pass through the mount.
 #
 # usage: sidecar/tests/pjdfstest.sh [path/to/faultline-sidecar]
 #   PJDFSTEST      pjdfstest binary (default: from PATH; install with `cargo install pjdfstest`)
@@ -33,7 +34,9 @@ pjd="${PJDFSTEST:-$(command -v pjdfstest || true)}"
 
 work="$(mktemp -d "${PJD_WORKDIR:-/tmp}/faultline-pjd.XXXXXX")"
 chmod 0755 "$work"
-mkdir -m 0755 "$work/raw" "$work/src" "$work/mnt"
+mkdir -m 0755 "$work/raw" "$work/src" "$work/mnt" "$work/src-logs" "$work/mnt-logs" "$work/src-cache" "$work/mnt-cache"
+echo '{"mount": "logs", "rules": [{"type": "fault", "faults": [{"errno": "EIO"}]}]}' > "$work/logs.json"
+echo '{"mount": "cache", "rules": [{"type": "latency", "latency": "5ms"}]}' > "$work/cache.json"
 cat > "$work/pjdfstest.toml" <<'EOF'
 [features]
 posix_fallocate = {}
@@ -46,7 +49,7 @@ port=$((20000 + RANDOM % 20000))
 pid=""
 cleanup() {
   if [[ -n "$pid" ]]; then kill -TERM "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
-  umount -l "$work/mnt" 2>/dev/null || true
+  for m in mnt mnt-logs mnt-cache; do umount -l "$work/$m" 2>/dev/null || true; done
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -57,14 +60,20 @@ echo "== pjdfstest on the raw directory ($work/raw)"
 (cd "$work/raw" && "$pjd" -c "$work/pjdfstest.toml" -p "$work/raw" > "$work/raw.out" 2>&1) || true
 echo "raw:   $(summary "$work/raw.out")"
 
-echo "== pjdfstest through faultline-sidecar ($work/mnt -> $work/src)"
-"$bin" --source "$work/src" --mountpoint "$work/mnt" --rpc-listen "127.0.0.1:$port" > "$work/sidecar.log" 2>&1 &
+echo "== pjdfstest through mount data of a three-mount faultline-sidecar ($work/mnt -> $work/src)"
+"$bin" --mount "$work/src:$work/mnt:data" --mount "$work/src-logs:$work/mnt-logs:logs" \
+  --mount "$work/src-cache:$work/mnt-cache:cache" --rules "$work/logs.json" --rules "$work/cache.json" \
+  --rpc-listen "127.0.0.1:$port" > "$work/sidecar.log" 2>&1 &
 pid=$!
 for _ in $(seq 1 100); do
   "$bin" probe --rpc-listen "127.0.0.1:$port" >/dev/null 2>&1 && break
   sleep 0.1
 done
 "$bin" probe --rpc-listen "127.0.0.1:$port"
+# The neighbours' faults are live while the suite runs.
+if ls "$work/mnt-logs" >/dev/null 2>&1; then
+  echo "error: the EIO rule on mount logs does not apply" >&2; exit 1
+fi
 (cd "$work/mnt" && "$pjd" -c "$work/pjdfstest.toml" -p "$work/mnt" > "$work/mount.out" 2>&1) || true
 echo "mount: $(summary "$work/mount.out")"
 

@@ -19,7 +19,8 @@ fn methods_generations_and_listing() {
     ]));
     assert_eq!(g, 1);
     let added = sc.call("rules.add", json!({"rule": {"id": "x", "type": "attrOverride", "path": "nothing", "attr": {"size": 1}}}));
-    assert_eq!(added, json!({"id": "x", "generation": 2}));
+    let mnt = sc.mnt.to_str().unwrap();
+    assert_eq!(added, json!({"id": "x", "generation": 2, "mount": mnt}));
     assert_eq!(
         common::errno(std::fs::create_dir(sc.m("blocked"))),
         Some(libc::ENOSPC)
@@ -40,7 +41,11 @@ fn methods_generations_and_listing() {
     let status = sc.call("status", json!({}));
     assert_eq!(status["generation"], 4);
     assert_eq!(status["mounted"], true);
-    assert_eq!(status["source"], sc.source.to_str().unwrap());
+    assert_eq!(status["mounts"][0]["source"], sc.source.to_str().unwrap());
+    assert_eq!(
+        status["mounts"][0]["name"], mnt,
+        "an unnamed mount is named by its mountpoint"
+    );
     assert_eq!(status["ops"]["mkdir"]["injected"], 1, "{status}");
     assert_eq!(status["ops"]["mkdir"]["errors"], 0, "{status}");
     assert!(
@@ -110,6 +115,7 @@ fn websocket_on_the_same_port_and_round_trip() {
 fn ready_and_metrics_endpoints() {
     require_fuse!();
     let sc = Sidecar::start(24);
+    let mnt = sc.mnt.to_str().unwrap();
     std::fs::write(sc.s("f"), b"x").unwrap();
     sc.set_rules(json!([{"id": "r", "type": "fault", "path": "f", "methods": ["open"], "faults": [{"errno": 5}]}]));
     let _ = std::fs::File::open(sc.m("f"));
@@ -120,21 +126,24 @@ fn ready_and_metrics_endpoints() {
     let metrics = loop {
         let (code, metrics) = common::http_get(sc.addr, "/metrics").unwrap();
         assert_eq!(code, 200);
-        if metrics.contains("faultline_sidecar_op_injected_errors_total{op=\"open\"} 1")
-            || std::time::Instant::now() > deadline
+        if metrics.contains(&format!(
+            "faultline_sidecar_op_injected_errors_total{{mount={mnt:?},op=\"open\"}} 1"
+        )) || std::time::Instant::now() > deadline
         {
             break metrics;
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
     };
     for needle in [
-        "faultline_sidecar_ops_total{op=\"open\"}",
-        "faultline_sidecar_op_injected_errors_total{op=\"open\"} 1",
-        "faultline_sidecar_faults_injected_total{rule=\"r\",kind=\"fault\"} 1",
-        "faultline_sidecar_op_duration_seconds_bucket",
-        "faultline_sidecar_rules_generation 1",
+        format!("faultline_sidecar_ops_total{{mount={mnt:?},op=\"open\"}}"),
+        format!("faultline_sidecar_op_injected_errors_total{{mount={mnt:?},op=\"open\"}} 1"),
+        format!(
+            "faultline_sidecar_faults_injected_total{{mount={mnt:?},rule=\"r\",kind=\"fault\"}} 1"
+        ),
+        "faultline_sidecar_op_duration_seconds_bucket".into(),
+        "faultline_sidecar_rules_generation 1".into(),
     ] {
-        assert!(metrics.contains(needle), "missing {needle} in\n{metrics}");
+        assert!(metrics.contains(&needle), "missing {needle} in\n{metrics}");
     }
 }
 
@@ -191,7 +200,10 @@ fn rules_file_unix_socket_and_metrics_listener() {
     let (code, text) = common::http_get(metrics, "/metrics").unwrap();
     assert_eq!(code, 200);
     assert!(
-        text.contains("faultline_sidecar_faults_injected_total{rule=\"boot\",kind=\"fault\"} 1"),
+        text.contains(&format!(
+            "faultline_sidecar_faults_injected_total{{mount={:?},rule=\"boot\",kind=\"fault\"}} 1",
+            sc.mnt.display().to_string()
+        )),
         "{text}"
     );
     assert_eq!(common::http_get(metrics, "/").unwrap().0, 404);

@@ -27,6 +27,11 @@ pub struct Target {
     /// Give up after this many milliseconds.
     #[arg(long, default_value_t = 5000)]
     pub timeout_ms: u64,
+    /// Which mount of the sidecar: its volume name or the path where the app mounts it
+    /// (needed to add or set rules when the sidecar serves several; absent = every mount for
+    /// list, clear and status).
+    #[arg(long)]
+    pub mount: Option<String>,
 }
 
 impl Target {
@@ -36,6 +41,14 @@ impl Target {
             None => Endpoint::Tcp(self.rpc_listen.clone()),
         };
         Client::new(endpoint, Duration::from_millis(self.timeout_ms))
+    }
+
+    /// `params` with `"mount"` when one was given.
+    fn with_mount(&self, mut params: Value) -> Value {
+        if let (Some(mount), Some(map)) = (&self.mount, params.as_object_mut()) {
+            map.insert("mount".into(), json!(mount));
+        }
+        params
     }
 }
 
@@ -141,24 +154,32 @@ fn run_rules(cmd: RulesCommand) -> Result<String, String> {
         }
         RulesCommand::Clear { target, output } => (target, output, "rules.clear", json!({})),
     };
+    let params = target.with_mount(params);
     let result = call(&target, method, params)?;
     Ok(match output {
         Output::Json => pretty(&result),
         Output::Table => match method {
             "rules.list" => table::rules(&result),
             "rules.add" => format!(
-                "added rule {} (generation {})\n",
+                "added rule {} to mount {} (generation {})\n",
                 result["id"].as_str().unwrap_or("?"),
+                result["mount"].as_str().unwrap_or("?"),
                 result["generation"]
             ),
             "rules.remove" => format!("removed (generation {})\n", result["generation"]),
-            _ => format!("cleared all rules (generation {})\n", result["generation"]),
+            _ => match &target.mount {
+                Some(mount) => format!(
+                    "cleared the rules of mount {mount} (generation {})\n",
+                    result["generation"]
+                ),
+                None => format!("cleared all rules (generation {})\n", result["generation"]),
+            },
         },
     })
 }
 
 fn run_status(args: StatusArgs) -> Result<String, String> {
-    let result = call(&args.target, "status", json!({}))?;
+    let result = call(&args.target, "status", args.target.with_mount(json!({})))?;
     Ok(match args.output {
         Output::Json => pretty(&result),
         Output::Table => table::status(&result),

@@ -115,6 +115,7 @@ pub(super) fn rules(result: &Value) -> String {
                 .unwrap_or_else(|| "(default)".into());
             vec![
                 text(&item["id"]),
+                text(&item["mount"]),
                 text(&rule["type"]),
                 rule["path"].as_str().unwrap_or("(all)").to_string(),
                 methods,
@@ -127,6 +128,7 @@ pub(super) fn rules(result: &Value) -> String {
         .collect();
     let header = [
         "ID",
+        "MOUNT",
         "TYPE",
         "PATH",
         "METHODS",
@@ -138,41 +140,27 @@ pub(super) fn rules(result: &Value) -> String {
     format!("generation {generation}\n{}", render(&header, &rows))
 }
 
-/// The `status` result: a key/value block, then the per-operation counters.
-pub(super) fn status(result: &Value) -> String {
-    let yes = |v: &Value| {
-        if v.as_bool() == Some(true) {
-            "yes"
-        } else {
-            "no"
-        }
-        .to_string()
-    };
-    let facts = [
-        ("mounted", yes(&result["mounted"])),
-        ("ready", yes(&result["ready"])),
-        ("source", text(&result["source"])),
-        ("mountpoint", text(&result["mountpoint"])),
-        ("generation", text(&result["generation"])),
-        ("rules", text(&result["rules"])),
-        ("inodes", text(&result["inodes"])),
-        ("open handles", text(&result["openHandles"])),
-        ("delayed ops", text(&result["delayedOps"])),
-        (
-            "uptime",
-            result["uptimeSeconds"]
-                .as_u64()
-                .map_or("-".into(), |s| millis(s * 1000)),
-        ),
-    ];
-    let mut out = String::new();
-    for (key, value) in facts {
-        out.push_str(&format!("{key:<13}{value}\n"));
+fn yes(v: &Value) -> String {
+    if v.as_bool() == Some(true) {
+        "yes"
+    } else {
+        "no"
     }
-    let ops = result["ops"].as_object().cloned().unwrap_or_default();
+    .to_string()
+}
+
+fn facts(out: &mut String, indent: &str, facts: &[(&str, String)]) {
+    for (key, value) in facts {
+        out.push_str(&format!("{indent}{key:<13}{value}\n"));
+    }
+}
+
+/// The per-operation counters of one mount.
+fn ops(out: &mut String, indent: &str, ops: &Value) {
+    let ops = ops.as_object().cloned().unwrap_or_default();
     if ops.is_empty() {
-        out.push_str("\nno operations yet\n");
-        return out;
+        out.push_str(&format!("{indent}no operations yet\n"));
+        return;
     }
     let rows: Vec<Vec<String>> = ops
         .iter()
@@ -185,10 +173,60 @@ pub(super) fn status(result: &Value) -> String {
             ]
         })
         .collect();
-    out.push('\n');
-    out.push_str(&render(&["OP", "COUNT", "ERRORS", "INJECTED"], &rows));
+    for line in render(&["OP", "COUNT", "ERRORS", "INJECTED"], &rows).lines() {
+        out.push_str(&format!("{indent}{line}\n"));
+    }
+}
+
+/// The `status` result: the sidecar's key/value block, then each mount's block with its
+/// per-operation counters.
+pub(super) fn status(result: &Value) -> String {
+    let mut out = String::new();
+    facts(
+        &mut out,
+        "",
+        &[
+            ("ready", yes(&result["ready"])),
+            ("generation", text(&result["generation"])),
+            ("rules", text(&result["rules"])),
+            (
+                "uptime",
+                result["uptimeSeconds"]
+                    .as_u64()
+                    .map_or("-".into(), |s| millis(s * 1000)),
+            ),
+        ],
+    );
+    for mount in result["mounts"].as_array().into_iter().flatten() {
+        let app_paths: Vec<String> = mount["appPaths"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|a| match a["subPath"].as_str() {
+                Some(sub) => format!("{} (subPath {sub})", text(&a["path"])),
+                None => text(&a["path"]),
+            })
+            .collect();
+        out.push_str(&format!("\nmount {}\n", text(&mount["name"])));
+        let mut block = vec![
+            ("mounted", yes(&mount["mounted"])),
+            ("source", text(&mount["source"])),
+            ("mountpoint", text(&mount["mountpoint"])),
+        ];
+        if !app_paths.is_empty() {
+            block.push(("app paths", app_paths.join(", ")));
+        }
+        block.extend([
+            ("rules", text(&mount["rules"])),
+            ("inodes", text(&mount["inodes"])),
+            ("open handles", text(&mount["openHandles"])),
+            ("delayed ops", text(&mount["delayedOps"])),
+        ]);
+        facts(&mut out, "  ", &block);
+        ops(&mut out, "  ", &mount["ops"]);
+    }
     out.push_str(
-        "(errors: returned by the source, e.g. ENOENT; injected: failed by a fault rule)\n",
+        "\n(errors: returned by the source, e.g. ENOENT; injected: failed by a fault rule)\n",
     );
     out
 }
@@ -201,18 +239,18 @@ mod tests {
     #[test]
     fn rules_table() {
         let result = json!({"generation": 3, "rules": [
-            {"id": "slow", "rule": {"type": "latency", "latency": "300ms", "methods": ["read"]}, "hits": 12},
-            {"id": "r2", "rule": {"type": "fault", "path": "logs/**", "percent": 50,
+            {"id": "slow", "mount": "data", "rule": {"type": "latency", "latency": "300ms", "methods": ["read"]}, "hits": 12},
+            {"id": "r2", "mount": "logs", "rule": {"type": "fault", "path": "logs/**", "percent": 50,
               "faults": [{"errno": 5, "weight": 1}, {"errno": 28, "weight": 3}]}, "hits": 0, "expiresInMs": 299_000},
-            {"id": "ro", "rule": {"type": "attrOverride", "attr": {"perm": 292}}, "hits": 1},
+            {"id": "ro", "mount": "logs", "rule": {"type": "attrOverride", "attr": {"perm": 292}}, "hits": 1},
         ]});
         assert_eq!(
             rules(&result),
             "generation 3\n\
-             ID    TYPE          PATH     METHODS    PERCENT  EFFECT          HITS  EXPIRES IN\n\
-             slow  latency       (all)    read       100%     300ms           12    -\n\
-             r2    fault         logs/**  (default)  50%      EIO×1 ENOSPC×3  0     4m59s\n\
-             ro    attrOverride  (all)    (default)  100%     perm=0444       1     -\n"
+             ID    MOUNT  TYPE          PATH     METHODS    PERCENT  EFFECT          HITS  EXPIRES IN\n\
+             slow  data   latency       (all)    read       100%     300ms           12    -\n\
+             r2    logs   fault         logs/**  (default)  50%      EIO×1 ENOSPC×3  0     4m59s\n\
+             ro    logs   attrOverride  (all)    (default)  100%     perm=0444       1     -\n"
         );
         assert_eq!(
             rules(&json!({"generation": 0, "rules": []})),
@@ -222,19 +260,34 @@ mod tests {
 
     #[test]
     fn status_table() {
-        let result = json!({"mounted": true, "ready": true, "source": "/src", "mountpoint": "/mnt",
-            "generation": 2, "rules": 1, "inodes": 4, "openHandles": 0, "delayedOps": 0,
-            "uptimeSeconds": 75, "ops": {"lookup": {"count": 9, "errors": 3, "injected": 0},
-            "open": {"count": 2, "errors": 0, "injected": 2}}});
+        let result = json!({"mounted": true, "ready": true, "generation": 2, "rules": 1,
+        "inodes": 4, "openHandles": 0, "delayedOps": 0, "uptimeSeconds": 75, "ops": {},
+        "mounts": [
+            {"name": "data", "mounted": true, "ready": true, "source": "/s/data",
+             "mountpoint": "/m/data", "appPaths": [{"path": "/var/lib/db"}, {"path": "/srv", "subPath": "www"}],
+             "generation": 2, "rules": 1, "inodes": 4, "openHandles": 0, "delayedOps": 0,
+             "ops": {"lookup": {"count": 9, "errors": 3, "injected": 0},
+                     "open": {"count": 2, "errors": 0, "injected": 2}}},
+            {"name": "logs", "mounted": true, "ready": true, "source": "/s/logs",
+             "mountpoint": "/m/logs", "generation": 0, "rules": 0, "inodes": 1,
+             "openHandles": 0, "delayedOps": 0, "ops": {}}
+        ]});
         let out = status(&result);
         assert!(
-            out.starts_with("mounted      yes\nready        yes\n"),
+            out.starts_with(
+                "ready        yes\ngeneration   2\nrules        1\nuptime       1m15s\n"
+            ),
             "{out}"
         );
-        assert!(out.contains("uptime       1m15s\n"), "{out}");
         assert!(
-            out.contains("OP      COUNT  ERRORS  INJECTED\nlookup  9      3       0\nopen    2      0       2\n"),
+            out.contains("\nmount data\n  mounted      yes\n  source       /s/data\n  mountpoint   /m/data\n  app paths    /var/lib/db, /srv (subPath www)\n"),
             "{out}"
         );
+        assert!(
+            out.contains("  OP      COUNT  ERRORS  INJECTED\n  lookup  9      3       0\n  open    2      0       2\n"),
+            "{out}"
+        );
+        assert!(out.contains("\nmount logs\n"), "{out}");
+        assert!(out.contains("  no operations yet\n"), "{out}");
     }
 }

@@ -1,6 +1,7 @@
 //! The JSON-RPC methods: params read strictly by `faultline_api::rpc::sidecar` (unknown names are
-//! errors, every problem reported at once), then one call into the rule store; results are the
-//! typed wire types of that module.
+//! errors, every problem reported at once), then one call into [`App`], which finds the mount the
+//! call names and changes that mount's rule store; results are the typed wire types of that
+//! module.
 //!
 //! The rule-changing methods are blocking methods: a change walks the known inodes and sends the
 //! kernel cache invalidations before it returns, which must not stall the async workers that
@@ -10,16 +11,16 @@ use std::sync::Arc;
 
 use faultline_api::iorule::FieldError;
 use faultline_api::rpc::sidecar::{
-    GenerationResult, OpCounts, RulesAddParams, RulesAddResult, RulesList, RulesRemoveParams,
-    RulesSetParams, read_no_params, unreadable_params,
+    GenerationResult, MountParams, RulesAddParams, RulesAddResult, RulesRemoveParams,
+    RulesSetParams, unreadable_params,
 };
 use jsonrpsee::RpcModule;
 use jsonrpsee::core::RegisterMethodError;
 use jsonrpsee::types::{ErrorObjectOwned, Params};
 use serde_json::Value;
 
-use super::errors::{invalid_params, rule_error};
-use crate::App;
+use super::errors::{change_error, invalid_params, mount_error};
+use crate::app::App;
 
 /// Reads the call's params with `read` (one of the api's strict readers).
 fn params<T>(
@@ -39,50 +40,40 @@ fn params<T>(
 pub(crate) fn module(app: Arc<App>) -> Result<RpcModule<Arc<App>>, RegisterMethodError> {
     let mut m = RpcModule::new(app);
     m.register_blocking_method("rules.set", |p, app, _| {
-        let RulesSetParams { rules } = params(&p, RulesSetParams::read)?;
-        let generation = app.rules.set(rules).map_err(rule_error)?;
+        let RulesSetParams { rules, mount } = params(&p, RulesSetParams::read)?;
+        let generation = app
+            .set_rules(mount.as_deref(), rules)
+            .map_err(change_error)?;
         Ok::<_, ErrorObjectOwned>(GenerationResult { generation })
     })?;
     m.register_blocking_method("rules.add", |p, app, _| {
-        let RulesAddParams { rule } = params(&p, RulesAddParams::read)?;
-        let (id, generation) = app.rules.add(rule).map_err(rule_error)?;
-        Ok::<_, ErrorObjectOwned>(RulesAddResult { id, generation })
+        let RulesAddParams { rule, mount } = params(&p, RulesAddParams::read)?;
+        let (id, generation, mount) = app.add_rule(mount.as_deref(), rule).map_err(change_error)?;
+        Ok::<_, ErrorObjectOwned>(RulesAddResult {
+            id,
+            generation,
+            mount,
+        })
     })?;
     m.register_blocking_method("rules.remove", |p, app, _| {
-        let RulesRemoveParams { id } = params(&p, RulesRemoveParams::read)?;
-        let generation = app.rules.remove(&id).map_err(rule_error)?;
+        let RulesRemoveParams { id, mount } = params(&p, RulesRemoveParams::read)?;
+        let generation = app
+            .remove_rule(mount.as_deref(), &id)
+            .map_err(change_error)?;
         Ok::<_, ErrorObjectOwned>(GenerationResult { generation })
     })?;
     m.register_blocking_method("rules.clear", |p, app, _| {
-        params(&p, read_no_params)?;
-        let generation = app.rules.clear();
+        let MountParams { mount } = params(&p, MountParams::read)?;
+        let generation = app.clear(mount.as_deref()).map_err(change_error)?;
         Ok::<_, ErrorObjectOwned>(GenerationResult { generation })
     })?;
     m.register_method("rules.list", |p, app, _| {
-        params(&p, read_no_params)?;
-        let (generation, rules) = app.rules.list();
-        Ok::<_, ErrorObjectOwned>(RulesList { generation, rules })
+        let MountParams { mount } = params(&p, MountParams::read)?;
+        app.list(mount.as_deref()).map_err(mount_error)
     })?;
     m.register_method("status", |p, app, _| {
-        params(&p, read_no_params)?;
-        Ok::<_, ErrorObjectOwned>(app.status())
+        let MountParams { mount } = params(&p, MountParams::read)?;
+        app.status(mount.as_deref()).map_err(mount_error)
     })?;
     Ok(m)
-}
-
-/// Per-op counters as `status` shows them: `{"read": {"count", "errors", "injected"}, ...}`;
-/// `errors` are the source's own (ENOENT, ENODATA, …), `injected` the ops a fault rule failed.
-pub(crate) fn op_counts(app: &App) -> std::collections::BTreeMap<String, OpCounts> {
-    app.metrics
-        .op_counts()
-        .into_iter()
-        .map(|c| {
-            let counts = OpCounts {
-                count: c.count,
-                errors: c.errors,
-                injected: c.injected,
-            };
-            (c.op.to_string(), counts)
-        })
-        .collect()
 }

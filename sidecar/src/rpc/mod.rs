@@ -2,9 +2,10 @@
 //! `GET /healthz` and `GET /metrics` on the same listener; optionally the same service on a
 //! Unix socket.
 //!
-//! Methods (params by name): `rules.set {"rules": [..]}`, `rules.add {"rule": {..}}`,
-//! `rules.remove {"id": ".."}`, `rules.clear`, `rules.list`, `status`. Every change returns the
-//! new `generation`. Bad params get error -32602 naming every bad field (see [`errors`]).
+//! Methods (params by name, each with an optional `"mount"`): `rules.set {"rules": [..]}`,
+//! `rules.add {"rule": {..}}`, `rules.remove {"id": ".."}`, `rules.clear`, `rules.list`, `status`.
+//! Every change returns the new `generation`. Bad params get error -32602 naming every bad field
+//! (see [`errors`]); a `mount` that names no mount lists the mounts.
 //!
 //! - [`listen`]: addresses checked (loopback only) and bound, socket mode.
 //! - `methods`: the methods and their strict params.
@@ -27,14 +28,13 @@ use faultline_rpc::serve::OPENMETRICS;
 use faultline_rpc::{Endpoints, RpcService, plain, spawn_accept_loop, spawn_plain_http};
 use jsonrpsee::server::{HttpResponse, ServerHandle};
 
-use crate::App;
+use crate::app::App;
 pub(crate) use listen::Listeners;
 pub(crate) use methods::module;
-pub(crate) use methods::op_counts;
 
-/// `GET /ready`: 200 only while the mount is live and answering.
+/// `GET /ready`: 200 only while every mount is live and answering.
 async fn ready(app: Arc<App>) -> HttpResponse {
-    let check = tokio::task::spawn_blocking(move || app.mount_live());
+    let check = tokio::task::spawn_blocking(move || app.ready());
     match tokio::time::timeout(Duration::from_secs(2), check).await {
         Ok(Ok(Ok(()))) => plain(200, "ready\n".into(), "text/plain"),
         Ok(Ok(Err(reason))) => plain(503, format!("not ready: {reason}\n"), "text/plain"),

@@ -9,12 +9,15 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use faultline_api::rpc::sidecar::AppPath;
+
 use super::{Listeners, RpcServer, start};
-use crate::App;
+use crate::app::App;
 use crate::client::{Client, ClientError};
 use crate::delay::Shutdown;
 use crate::metrics::Metrics;
-use crate::rules::RuleStore;
+use crate::rules::{RuleStore, Sequence};
+use crate::volume::Volume;
 
 struct Served {
     addr: SocketAddr,
@@ -24,15 +27,57 @@ struct Served {
 }
 
 impl Served {
+    /// One unnamed mount, as `--source DIR --mountpoint DIR` makes.
     fn new() -> Self {
+        Self::with_mounts(&[(None, &[])])
+    }
+
+    /// Mounts named as given (`None`: unnamed), each with its app paths (`path` or
+    /// `path:subPath`), under `<tmp>/mnt/<i>`.
+    fn with_mounts(mounts: &[(Option<&str>, &[&str])]) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let metrics = Arc::new(Metrics::new());
-        let rules = Arc::new(RuleStore::new(Some(1), metrics.clone()));
+        let sequence = Arc::new(Sequence::default());
+        let volumes = mounts
+            .iter()
+            .enumerate()
+            .map(|(i, (name, app))| {
+                let mountpoint = dir.path().join("mnt").join(i.to_string());
+                let name = name.map_or_else(|| mountpoint.display().to_string(), str::to_owned);
+                let mount_metrics = Arc::new(metrics.mount(&name));
+                let rules = Arc::new(RuleStore::new(
+                    &name,
+                    Some(1),
+                    mount_metrics.clone(),
+                    sequence.clone(),
+                ));
+                let app_paths = app
+                    .iter()
+                    .map(|p| match p.split_once(':') {
+                        Some((path, sub)) => AppPath {
+                            path: path.into(),
+                            sub_path: Some(sub.into()),
+                        },
+                        None => AppPath {
+                            path: p.into(),
+                            sub_path: None,
+                        },
+                    })
+                    .collect();
+                Arc::new(Volume::new(
+                    name,
+                    dir.path().join("src"),
+                    mountpoint,
+                    app_paths,
+                    rules,
+                    mount_metrics,
+                ))
+            })
+            .collect();
         let app = Arc::new(App::new(
-            rules,
+            volumes,
             metrics,
-            dir.path().join("src"),
-            dir.path().join("mnt"),
+            sequence,
             Arc::new(Shutdown::default()),
         ));
         let listeners = Listeners::bind(Some("127.0.0.1:0"), false, None).expect("bind");
@@ -145,12 +190,12 @@ fn a_misspelled_field_is_refused_not_dropped() {
     assert_eq!(code, -32602);
     assert_eq!(
         message,
-        "invalid params: dryRun: unknown field (accepted: rules)"
+        "invalid params: dryRun: unknown field (accepted: rules, mount)"
     );
     let (_, message, _) = s.refused("rules.clear", json!({"force": true}));
     assert_eq!(
         message,
-        "invalid params: force: unknown field (accepted: none)"
+        "invalid params: force: unknown field (accepted: mount)"
     );
     assert_eq!(
         s.call("rules.list", json!({}))["generation"],
@@ -188,6 +233,12 @@ fn every_violation_in_words_with_its_path() {
         ("rules.remove", json!({"id": "missing"}), vec!["id"]),
         ("rules.remove", json!({"id": 5}), vec!["id"]),
         ("rules.remove", json!({}), vec!["id"]),
+        ("rules.list", json!({"mount": 3}), vec!["mount"]),
+        (
+            "rules.add",
+            json!({"rule": {"type": "latency"}, "mount": ""}),
+            vec!["rule.latency", "mount"],
+        ),
     ];
     for (method, params, want) in cases {
         let (code, message, data) = s.refused(method, params.clone());
@@ -298,11 +349,148 @@ fn bad_json_is_answered_with_its_position() {
 }
 
 #[test]
-fn status_takes_no_params() {
+fn status_takes_only_a_mount() {
     let s = Served::new();
     let status = s.call("status", json!({}));
     assert_eq!(status["mounted"], false);
     assert_eq!(status["ops"], json!({}));
+    assert_eq!(status["mounts"].as_array().map(Vec::len), Some(1));
     let (code, _, _) = s.refused("status", json!({"verbose": true}));
     assert_eq!(code, -32602);
+}
+
+/// Three mounts: calls name one by volume name or by where the app mounts it; without a name,
+/// a change is refused with the list of mounts, and listing and status cover all.
+#[test]
+fn calls_name_their_mount() {
+    let s = Served::with_mounts(&[
+        (Some("data"), &["/var/lib/db"]),
+        (Some("logs"), &["/var/log/app", "/srv/logs:archive"]),
+        (Some("cache"), &[]),
+    ]);
+    let latency = json!({"type": "latency", "latency": "1ms"});
+    let (code, message, data) = s.refused("rules.add", json!({ "rule": latency }));
+    assert_eq!(code, -32602);
+    assert_eq!(
+        message,
+        "invalid params: mount: is required: this sidecar serves 3 mounts: data (at /var/lib/db), \
+         logs (at /var/log/app, /srv/logs), cache; name one by its volume name or by the path \
+         where the app mounts it"
+    );
+    assert_eq!(data["violations"][0]["rule"], "required");
+    let (_, message, data) = s.refused("rules.set", json!({"rules": [], "mount": "/var/lib"}));
+    assert_eq!(
+        message,
+        "invalid params: mount: no mount is named `/var/lib` (mounts: data (at /var/lib/db), \
+         logs (at /var/log/app, /srv/logs), cache)"
+    );
+    assert_eq!(data["field"], "mount");
+    assert_eq!(data["violations"][0]["rule"], "not-found");
+
+    let a = s.call(
+        "rules.add",
+        json!({"rule": latency, "mount": "/var/lib/db/"}),
+    );
+    assert_eq!(a, json!({"id": "r1", "generation": 1, "mount": "data"}));
+    let b = s.call("rules.add", json!({"rule": latency, "mount": "logs"}));
+    assert_eq!(
+        b,
+        json!({"id": "r2", "generation": 2, "mount": "logs"}),
+        "ids unique across mounts"
+    );
+    // An id one mount uses cannot be used on another.
+    let (_, message, _) = s.refused(
+        "rules.set",
+        json!({"rules": [{"id": "r1", "type": "latency", "latency": "2ms"}], "mount": "cache"}),
+    );
+    assert_eq!(
+        message,
+        "invalid params: rules[0].id: duplicate rule id `r1` (already used by a rule of mount data)"
+    );
+    // A subPath mount: the rule lands under the sub-directory.
+    let c = s.call(
+        "rules.add",
+        json!({"rule": {"id": "old", "type": "fault", "path": "*.gz", "faults": [{"errno": 5}]}, "mount": "/srv/logs"}),
+    );
+    assert_eq!(c["mount"], "logs");
+
+    let list = s.call("rules.list", json!({}));
+    let seen: Vec<(String, String)> = list["rules"]
+        .as_array()
+        .expect("rules")
+        .iter()
+        .map(|r| {
+            (
+                r["id"].as_str().unwrap_or("").into(),
+                r["mount"].as_str().unwrap_or("").into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("r1".into(), "data".into()),
+            ("r2".into(), "logs".into()),
+            ("old".into(), "logs".into())
+        ]
+    );
+    assert_eq!(list["generation"], 3);
+    let logs = s.call("rules.list", json!({"mount": "/var/log/app"}));
+    assert_eq!(logs["rules"].as_array().map(Vec::len), Some(2));
+    assert_eq!(logs["rules"][1]["rule"]["path"], "archive/*.gz");
+
+    let status = s.call("status", json!({"mount": "data"}));
+    assert_eq!(status["mounts"].as_array().map(Vec::len), Some(1));
+    assert_eq!(status["mounts"][0]["name"], "data");
+    assert_eq!(
+        status["mounts"][0]["appPaths"],
+        json!([{"path": "/var/lib/db"}])
+    );
+    assert_eq!(status["rules"], 1);
+    let status = s.call("status", json!({}));
+    assert_eq!(status["rules"], 3);
+    assert_eq!(
+        status["mounts"]
+            .as_array()
+            .map(|m| m.iter().map(|m| m["rules"].clone()).collect::<Vec<_>>()),
+        Some(vec![json!(1), json!(2), json!(0)])
+    );
+
+    // Removal by id alone finds the mount; a mount given must be the right one.
+    let (_, message, _) = s.refused("rules.remove", json!({"id": "r1", "mount": "logs"}));
+    assert_eq!(
+        message,
+        "invalid params: id: no rule has id `r1` (ids: r2, old)"
+    );
+    assert_eq!(
+        s.call("rules.remove", json!({"id": "r1"})),
+        json!({"generation": 4})
+    );
+    assert_eq!(
+        s.call("rules.clear", json!({"mount": "logs"})),
+        json!({"generation": 5})
+    );
+    // Clear without a mount clears every mount.
+    s.call("rules.add", json!({"rule": latency, "mount": "cache"}));
+    s.call("rules.clear", json!({}));
+    assert_eq!(s.call("rules.list", json!({}))["rules"], json!([]));
+}
+
+/// A path where two app containers mount different volumes names neither.
+#[test]
+fn an_ambiguous_path_asks_for_the_volume() {
+    let s = Served::with_mounts(&[(Some("a"), &["/data"]), (Some("b"), &["/data"])]);
+    let (_, message, data) = s.refused(
+        "rules.add",
+        json!({"rule": {"type": "latency", "latency": "1ms"}, "mount": "/data"}),
+    );
+    assert_eq!(
+        message,
+        "invalid params: mount: `/data` is where apps mount several volumes (a, b): name the volume instead"
+    );
+    assert_eq!(data["violations"][0]["rule"], "ambiguous");
+    s.call(
+        "rules.add",
+        json!({"rule": {"type": "latency", "latency": "1ms"}, "mount": "b"}),
+    );
 }

@@ -1,6 +1,7 @@
 //! Rule store: generations, ids, matching, ttl.
 
 use super::*;
+use crate::metrics::Metrics;
 use serde_json::json;
 
 fn rule(v: serde_json::Value) -> IoRule {
@@ -8,7 +9,17 @@ fn rule(v: serde_json::Value) -> IoRule {
 }
 
 fn store() -> RuleStore {
-    RuleStore::new(Some(42), Arc::new(Metrics::new()))
+    RuleStore::new(
+        "data",
+        Some(42),
+        Arc::new(Metrics::new().mount("data")),
+        Arc::default(),
+    )
+}
+
+/// No other mount.
+fn alone() -> OtherIds {
+    OtherIds::new()
 }
 
 #[test]
@@ -16,19 +27,24 @@ fn generations_and_ids() {
     let s = store();
     assert_eq!(s.generation(), 0);
     let g = s
-        .set(vec![rule(json!({"type": "latency", "latency": "1ms"}))])
+        .set(
+            vec![rule(json!({"type": "latency", "latency": "1ms"}))],
+            &alone(),
+        )
         .unwrap();
     assert_eq!(g, 1);
     let (id, g) = s
-        .add(rule(
-            json!({"id": "x", "type": "fault", "faults": [{"errno": 5}]}),
-        ))
+        .add(
+            rule(json!({"id": "x", "type": "fault", "faults": [{"errno": 5}]})),
+            &alone(),
+        )
         .unwrap();
     assert_eq!((id.as_str(), g), ("x", 2));
     assert_eq!(
-        s.add(rule(
-            json!({"id": "x", "type": "fault", "faults": [{"errno": 5}]})
-        )),
+        s.add(
+            rule(json!({"id": "x", "type": "fault", "faults": [{"errno": 5}]})),
+            &alone()
+        ),
         Err(RuleError::Invalid(vec![FieldError::new(
             "rule.id",
             Problem::DuplicateId {
@@ -55,11 +71,14 @@ fn generations_and_ids() {
 fn invalid_rules_name_the_field() {
     let s = store();
     let err = s
-        .set(vec![
-            rule(json!({"type": "latency", "latency": "1ms"})),
-            rule(json!({"type": "latency", "latency": "soon"})),
-            rule(json!({"type": "latency", "latency": "0s"})),
-        ])
+        .set(
+            vec![
+                rule(json!({"type": "latency", "latency": "1ms"})),
+                rule(json!({"type": "latency", "latency": "soon"})),
+                rule(json!({"type": "latency", "latency": "0s"})),
+            ],
+            &alone(),
+        )
         .unwrap_err();
     match err {
         RuleError::Invalid(v) => {
@@ -73,10 +92,13 @@ fn invalid_rules_name_the_field() {
         other => panic!("{other:?}"),
     }
     assert_eq!(s.generation(), 0, "a refused set changes nothing");
-    let dup = s.set(vec![
-        rule(json!({"id": "a", "type": "latency", "latency": "1ms"})),
-        rule(json!({"id": "a", "type": "latency", "latency": "1ms"})),
-    ]);
+    let dup = s.set(
+        vec![
+            rule(json!({"id": "a", "type": "latency", "latency": "1ms"})),
+            rule(json!({"id": "a", "type": "latency", "latency": "1ms"})),
+        ],
+        &alone(),
+    );
     assert_eq!(
         dup.unwrap_err().to_string(),
         "rules[1].id: duplicate rule id `a` (already used by rules[0])"
@@ -86,7 +108,7 @@ fn invalid_rules_name_the_field() {
 #[test]
 fn matching_uses_glob_methods_and_counts_hits() {
     let s = store();
-    s.set(vec![rule(json!({"id": "f", "type": "fault", "path": "data/*.db", "methods": ["Read"], "faults": [{"errno": 5}]}))])
+    s.set(vec![rule(json!({"id": "f", "type": "fault", "path": "data/*.db", "methods": ["Read"], "faults": [{"errno": 5}]}))], &alone())
         .unwrap();
     let hit = s.decide(Op::Read, || Some("data/a.db"));
     assert_eq!(hit.check(), Err(fuser::Errno::EIO));
@@ -107,7 +129,7 @@ fn matching_uses_glob_methods_and_counts_hits() {
     assert!(!s.reads_touched(|| Some("other")));
     assert_eq!(s.list().1[0].hits, 1);
     // Identical re-set keeps the compiled rule (and its hits).
-    s.set(vec![rule(json!({"id": "f", "type": "fault", "path": "data/*.db", "methods": ["Read"], "faults": [{"errno": 5}]}))])
+    s.set(vec![rule(json!({"id": "f", "type": "fault", "path": "data/*.db", "methods": ["Read"], "faults": [{"errno": 5}]}))], &alone())
         .unwrap();
     assert_eq!(s.list().1[0].hits, 1);
 }
@@ -167,7 +189,7 @@ fn many_rules_match_through_the_glob_set() {
     rules.push(rule(
         json!({"type": "latency", "methods": ["mkdir"], "latency": "1ms"}),
     ));
-    s.set(rules).unwrap();
+    s.set(rules, &alone()).unwrap();
     assert_eq!(
         s.decide(Op::Read, || Some("n42/x")).check(),
         Err(fuser::Errno::EIO),
@@ -188,9 +210,12 @@ fn many_rules_match_through_the_glob_set() {
 #[test]
 fn percent_is_statistical_with_a_seed() {
     let s = store();
-    s.set(vec![rule(
-        json!({"type": "fault", "percent": 30, "faults": [{"errno": 5}]}),
-    )])
+    s.set(
+        vec![rule(
+            json!({"type": "fault", "percent": 30, "faults": [{"errno": 5}]}),
+        )],
+        &alone(),
+    )
     .unwrap();
     let n = 10_000;
     let hits = (0..n)
@@ -204,9 +229,12 @@ fn percent_is_statistical_with_a_seed() {
 fn ttl_expires_exactly_and_reaper_removes() {
     let s = Arc::new(store());
     let reaper = s.spawn_reaper().unwrap();
-    s.set(vec![rule(
-        json!({"type": "fault", "ttl": "150ms", "faults": [{"errno": 5}]}),
-    )])
+    s.set(
+        vec![rule(
+            json!({"type": "fault", "ttl": "150ms", "faults": [{"errno": 5}]}),
+        )],
+        &alone(),
+    )
     .unwrap();
     assert!(s.decide(Op::Getattr, || None::<String>).check().is_err());
     std::thread::sleep(Duration::from_millis(160));
@@ -222,4 +250,49 @@ fn ttl_expires_exactly_and_reaper_removes() {
     assert!(s.snapshot().rules.is_empty());
     s.stop_reaper();
     reaper.join().unwrap();
+}
+
+/// Two mounts' stores: one generation counter, generated ids never collide, and an id one
+/// mount uses is a duplicate on the other.
+#[test]
+fn mounts_share_generations_and_ids() {
+    let sequence = Arc::new(Sequence::default());
+    let metrics = Metrics::new();
+    let store = |name: &str| {
+        RuleStore::new(
+            name,
+            Some(1),
+            Arc::new(metrics.mount(name)),
+            sequence.clone(),
+        )
+    };
+    let (data, logs) = (store("data"), store("logs"));
+    let latency = || rule(json!({"type": "latency", "latency": "1ms"}));
+    let (a, g1) = data.add(latency(), &alone()).unwrap();
+    let others: OtherIds = data
+        .ids()
+        .into_iter()
+        .map(|id| (id, "data".to_owned()))
+        .collect();
+    let (b, g2) = logs.add(latency(), &others).unwrap();
+    assert_eq!((a.as_str(), g1, b.as_str(), g2), ("r1", 1, "r2", 2));
+    assert_eq!((data.generation(), logs.generation()), (1, 2));
+    assert_eq!(sequence.generation(), 2);
+    assert_eq!(logs.list().1[0].mount, "logs");
+    assert_eq!(
+        logs.set(
+            vec![rule(
+                json!({"id": "r1", "type": "latency", "latency": "1ms"})
+            )],
+            &others
+        ),
+        Err(RuleError::Invalid(vec![FieldError::new(
+            "rules[0].id",
+            Problem::DuplicateId {
+                id: "r1".into(),
+                first: "a rule of mount data".into()
+            }
+        )]))
+    );
+    assert_eq!(sequence.generation(), 2, "a refused change changes nothing");
 }

@@ -62,11 +62,21 @@ pub(crate) fn free_port() -> SocketAddr {
     l.local_addr().expect("local addr")
 }
 
+/// One mount of a test sidecar.
+pub(crate) struct TestMount {
+    pub name: String,
+    pub source: PathBuf,
+    pub mnt: PathBuf,
+}
+
 pub(crate) struct Sidecar {
     pub child: Option<Child>,
     pub dir: tempfile::TempDir,
+    /// The first mount's source and mountpoint.
     pub source: PathBuf,
     pub mnt: PathBuf,
+    /// Named mounts (`--mount SRC:MNT:NAME`); empty: one unnamed mount (`--source/--mountpoint`).
+    pub mounts: Vec<TestMount>,
     pub addr: SocketAddr,
     /// What `--rpc-listen` is given (`addr`, or a name for it such as `localhost:PORT`).
     pub listen: String,
@@ -100,6 +110,7 @@ impl Sidecar {
         let addr = free_port();
         let mut s = Sidecar {
             child: None,
+            mounts: Vec::new(),
             addr,
             listen: host.map_or_else(|| addr.to_string(), |h| format!("{h}:{}", addr.port())),
             log: dir.path().join("sidecar.log"),
@@ -111,7 +122,69 @@ impl Sidecar {
         s
     }
 
-    /// Starts (again) on the same source and mountpoint.
+    /// Starts with one named mount per name (`src-<name>` served at `mnt-<name>`) and `extra`
+    /// flags.
+    pub(crate) fn start_mounts(seed: u64, names: &[&str], extra: &[&str]) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("faultline-sidecar-test")
+            .tempdir()
+            .expect("tempdir");
+        let mounts: Vec<TestMount> = names
+            .iter()
+            .map(|name| {
+                let m = TestMount {
+                    name: (*name).to_owned(),
+                    source: dir.path().join(format!("src-{name}")),
+                    mnt: dir.path().join(format!("mnt-{name}")),
+                };
+                std::fs::create_dir(&m.source).expect("mkdir src");
+                std::fs::create_dir(&m.mnt).expect("mkdir mnt");
+                m
+            })
+            .collect();
+        let addr = free_port();
+        let mut s = Sidecar {
+            child: None,
+            source: mounts[0].source.clone(),
+            mnt: mounts[0].mnt.clone(),
+            mounts,
+            addr,
+            listen: addr.to_string(),
+            log: dir.path().join("sidecar.log"),
+            dir,
+        };
+        s.spawn(seed, extra);
+        s
+    }
+
+    /// The mount named `name`.
+    pub(crate) fn mount(&self, name: &str) -> &TestMount {
+        self.mounts
+            .iter()
+            .find(|m| m.name == name)
+            .unwrap_or_else(|| panic!("no test mount {name}"))
+    }
+
+    /// The `--mount`/`--source` flags of this sidecar.
+    pub(crate) fn mount_args(&self) -> Vec<std::ffi::OsString> {
+        if self.mounts.is_empty() {
+            return vec![
+                "--source".into(),
+                self.source.clone().into(),
+                "--mountpoint".into(),
+                self.mnt.clone().into(),
+            ];
+        }
+        self.mounts
+            .iter()
+            .flat_map(|m| {
+                let spec = format!("{}:{}:{}", m.source.display(), m.mnt.display(), m.name);
+                ["--mount".into(), spec.into()]
+            })
+            .collect()
+    }
+
+    /// Starts (again) on the same sources and mountpoints.
     pub(crate) fn spawn(&mut self, seed: u64, extra: &[&str]) {
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -119,10 +192,7 @@ impl Sidecar {
             .open(&self.log)
             .expect("open log");
         let child = Command::new(bin())
-            .arg("--source")
-            .arg(&self.source)
-            .arg("--mountpoint")
-            .arg(&self.mnt)
+            .args(self.mount_args())
             .arg("--rpc-listen")
             .arg(&self.listen)
             .arg("--seed")
@@ -235,10 +305,13 @@ impl Drop for Sidecar {
             let _ = c.wait();
         }
         // Never leave a mount behind, whatever happened.
-        if let Ok(c) = std::ffi::CString::new(self.mnt.as_os_str().as_encoded_bytes()) {
-            // SAFETY: plain syscall.
-            unsafe {
-                libc::umount2(c.as_ptr(), libc::MNT_DETACH);
+        let points = std::iter::once(&self.mnt).chain(self.mounts.iter().map(|m| &m.mnt));
+        for point in points {
+            if let Ok(c) = std::ffi::CString::new(point.as_os_str().as_encoded_bytes()) {
+                // SAFETY: plain syscall.
+                unsafe {
+                    libc::umount2(c.as_ptr(), libc::MNT_DETACH);
+                }
             }
         }
     }
@@ -297,4 +370,13 @@ pub(crate) fn fnv(data: &[u8]) -> u64 {
     data.iter().fold(0xcbf29ce484222325u64, |h, b| {
         (h ^ u64::from(*b)).wrapping_mul(0x100000001b3)
     })
+}
+
+/// Whether `path` is a mount point in this process's mount table.
+pub(crate) fn is_mounted(path: &Path) -> bool {
+    let table = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let want = path.to_string_lossy();
+    table
+        .lines()
+        .any(|l| l.split_whitespace().nth(1) == Some(want.as_ref()))
 }
