@@ -3,15 +3,16 @@
 //! patch, resulting pod). `FAULTLINE_REGENERATE_GOLDEN=1 cargo test -p faultline-webhook --test
 //! inject_golden` rewrites them; otherwise a difference (or a golden without input) fails.
 //!
-//! For every case: the answer is a real AdmissionReview, the patch applies with json-patch, the
-//! result deserializes as a k8s-openapi Pod, re-injecting it yields no patch, and the patch only
-//! adds or replaces scalars (never a whole list or map it did not create, never a removal).
+//! For every case: the input and the result deserialize as k8s-openapi Pods, the answer is a
+//! real AdmissionReview, the patch applies with json-patch, the result has exactly one sidecar
+//! whose status annotation reads back, re-injecting it yields no patch, and the patch only adds
+//! or replaces scalars (never a whole list or map it did not create, never a removal).
 
 mod common;
 
 use std::path::{Path, PathBuf};
 
-use faultline_webhook::inject::{self, Template};
+use faultline_webhook::inject::{self, SidecarStatus, Template};
 use faultline_webhook::review;
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::{Value, json};
@@ -72,6 +73,17 @@ fn check_patch_is_minimal(case: &str, patch: &json_patch::Patch) {
 fn run_case(case: &str) -> String {
     let text = std::fs::read_to_string(fixtures().join(format!("{case}.yaml"))).expect("fixture");
     let pod: Value = serde_yaml::from_str(&text).expect("fixture is YAML");
+    let typed: Pod = serde_json::from_value(pod.clone())
+        .unwrap_or_else(|e| panic!("{case}: the input is not a Pod: {e}"));
+    if let Some(text) = typed
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(inject::STATUS_ANNOTATION))
+    {
+        SidecarStatus::parse(text)
+            .unwrap_or_else(|e| panic!("{case}: the status annotation does not read: {e}"));
+    }
     let template = template(case);
     let response = answer(&pod, &template);
     assert_eq!(
@@ -97,6 +109,28 @@ fn run_case(case: &str) -> String {
         let typed: Pod = serde_json::from_value(result.clone())
             .unwrap_or_else(|e| panic!("{case}: result is not a Pod: {e}"));
         assert!(inject::already_injected(&typed), "{case}");
+        let spec = typed.spec.as_ref().expect("spec");
+        let sidecars = spec
+            .containers
+            .iter()
+            .chain(spec.init_containers.iter().flatten())
+            .filter(|c| c.name.starts_with(inject::SIDECAR_NAME))
+            .count();
+        assert_eq!(sidecars, 1, "{case}: one sidecar per pod");
+        let status = typed
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(inject::STATUS_ANNOTATION))
+            .map(|text| SidecarStatus::parse(text).expect("status annotation"))
+            .expect("status annotation");
+        for v in &status.volumes {
+            assert_eq!(
+                status.endpoint(&v.volume),
+                Some((inject::SIDECAR_NAME, template.rpc_port)),
+                "{case}"
+            );
+        }
         let again = answer(&result, &template);
         assert_eq!(again["allowed"], true, "{case}: re-injection allowed");
         assert!(
@@ -162,6 +196,39 @@ fn handle(review: &Value) -> faultline_webhook::Verdict {
 fn bare_pod() -> Value {
     let text = std::fs::read_to_string(fixtures().join("bare-pod.yaml")).expect("fixture");
     serde_yaml::from_str(&text).expect("yaml")
+}
+
+/// The earlier shape (a sidecar per volume) is recognised as injected and its annotation reads
+/// back with each volume's own sidecar and port.
+#[test]
+fn pods_of_the_earlier_shape_are_left_alone() {
+    let text =
+        std::fs::read_to_string(fixtures().join("earlier-shape-injected.yaml")).expect("fixture");
+    let pod: Value = serde_yaml::from_str(&text).expect("yaml");
+    let typed: Pod = serde_json::from_value(pod.clone()).expect("pod");
+    assert!(inject::already_injected(&typed));
+    let status = SidecarStatus::parse(
+        &typed.metadata.annotations.as_ref().expect("annotations")[inject::STATUS_ANNOTATION],
+    )
+    .expect("annotation");
+    assert!(status.per_volume());
+    assert_eq!(
+        status.endpoint("index"),
+        Some(("faultline-sidecar-2", 65534))
+    );
+    assert_eq!(
+        status.volume("/logs").map(|v| v.volume.as_str()),
+        Ok("logs")
+    );
+    // Without the annotation too: its sidecars say it.
+    let mut bare = pod;
+    bare["metadata"]["annotations"]
+        .as_object_mut()
+        .expect("annotations")
+        .remove(inject::STATUS_ANNOTATION);
+    let response = answer(&bare, &Template::default());
+    assert_eq!(response["allowed"], true);
+    assert!(common::patch_of(&response).is_none());
 }
 
 #[test]
