@@ -169,6 +169,11 @@ pub struct IoApplyParams {
     /// renewals, and retries after a lost answer).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fault_id: Option<FaultId>,
+    /// Which volume of the pod's one sidecar the rules go to: an IOChaos `volumePath` (where an
+    /// app container mounts the volume) or the volume name. Relayed as the sidecar's `mount`
+    /// param (`rules.add {"rule", "mount"}`); may be left out when the sidecar serves one volume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mount: Option<String>,
 }
 
 /// `io.recover`: every I/O fault on a target, or one fault.
@@ -326,6 +331,11 @@ mod tests {
             round_trip(json!({"namespace": "shop", "pod": "cart-0", "pauseImage": "pause:3.9"}));
         let _: PodFailureParams =
             round_trip(json!({"namespace": "shop", "pod": "cart-0", "faultId": "podfail-1"}));
+        let p: IoApplyParams = round_trip(json!({
+            "target": {"containerId": "containerd://abc"}, "faultId": "io-1",
+            "rules": [{"type": "latency", "latency": "10ms"}], "mount": "/var/lib/db"
+        }));
+        assert_eq!(p.mount.as_deref(), Some("/var/lib/db"));
         let p: IoRecoverParams = round_trip(json!({"target": {"pid": 3}}));
         assert!(matches!(p, IoRecoverParams::Target { .. }));
         let p: IoRecoverParams = round_trip(json!({"faultId": "io-1"}));
