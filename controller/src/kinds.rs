@@ -4,6 +4,7 @@
 use faultline_api::experiment::Experiment;
 use faultline_api::io_chaos::IOChaos;
 use faultline_api::network_chaos::NetworkChaos;
+use faultline_api::peer::Peer;
 use faultline_api::pod_chaos::PodChaos;
 use faultline_api::selector::PodSelector;
 use faultline_api::status::ChaosStatus;
@@ -27,12 +28,13 @@ pub trait Chaos:
     fn peers(&self) -> Option<&PodSelector> {
         None
     }
-    /// NetworkChaos `externalTargets`.
-    fn external_targets(&self) -> &[String] {
-        &[]
+    /// NetworkChaos `externalTargets`, read (`None`: not a NetworkChaos partition).
+    fn external_peers(&self) -> Option<Result<Vec<Peer>, String>> {
+        None
     }
-    /// One task per record for `pods`; `peers` are the partition's IPs/CIDRs.
-    fn tasks(&self, uid: &str, pods: &[PodInfo], peers: &[String]) -> Vec<Task>;
+    /// One task per record for `pods`; `peers` are the partition's peers in the daemon's
+    /// canonical form (`10.0.0.0/8:22`), or why there are none.
+    fn tasks(&self, uid: &str, pods: &[PodInfo], peers: &Result<Vec<String>, String>) -> Vec<Task>;
 }
 
 impl Chaos for PodChaos {
@@ -43,7 +45,7 @@ impl Chaos for PodChaos {
     fn scope(&self) -> &PodSelector {
         &self.spec.scope
     }
-    fn tasks(&self, uid: &str, pods: &[PodInfo], _: &[String]) -> Vec<Task> {
+    fn tasks(&self, uid: &str, pods: &[PodInfo], _: &Result<Vec<String>, String>) -> Vec<Task> {
         plan::pod_chaos(&self.spec, uid, pods)
     }
 }
@@ -59,10 +61,15 @@ impl Chaos for NetworkChaos {
     fn peers(&self) -> Option<&PodSelector> {
         self.spec.target.as_ref()
     }
-    fn external_targets(&self) -> &[String] {
-        &self.spec.external_targets
+    fn external_peers(&self) -> Option<Result<Vec<Peer>, String>> {
+        (self.spec.action == faultline_api::network_chaos::NetworkChaosAction::Partition).then(
+            || {
+                faultline_api::convert::network::external_peers(&self.spec)
+                    .map_err(|v| faultline_api::validate::describe(&v))
+            },
+        )
     }
-    fn tasks(&self, uid: &str, pods: &[PodInfo], peers: &[String]) -> Vec<Task> {
+    fn tasks(&self, uid: &str, pods: &[PodInfo], peers: &Result<Vec<String>, String>) -> Vec<Task> {
         plan::network_chaos(&self.spec, uid, pods, peers)
     }
 }
@@ -75,7 +82,7 @@ impl Chaos for StressChaos {
     fn scope(&self) -> &PodSelector {
         &self.spec.scope
     }
-    fn tasks(&self, uid: &str, pods: &[PodInfo], _: &[String]) -> Vec<Task> {
+    fn tasks(&self, uid: &str, pods: &[PodInfo], _: &Result<Vec<String>, String>) -> Vec<Task> {
         plan::stress_chaos(&self.spec, uid, pods)
     }
 }
@@ -88,7 +95,7 @@ impl Chaos for IOChaos {
     fn scope(&self) -> &PodSelector {
         &self.spec.scope
     }
-    fn tasks(&self, uid: &str, pods: &[PodInfo], _: &[String]) -> Vec<Task> {
+    fn tasks(&self, uid: &str, pods: &[PodInfo], _: &Result<Vec<String>, String>) -> Vec<Task> {
         plan::io_chaos(&self.spec, uid, pods)
     }
 }

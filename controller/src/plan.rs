@@ -156,29 +156,25 @@ pub fn network_chaos(
     spec: &NetworkChaosSpec,
     uid: &str,
     pods: &[PodInfo],
-    peers: &[String],
+    peers: &Result<Vec<String>, String>,
 ) -> Vec<Task> {
     use NetworkChaosAction as A;
     let mut body = serde_json::Map::new();
-    let wants = |a: A| spec.action == A::Netem || spec.action == a;
-    let mut netem = serde_json::Map::new();
-    let mut put = |key: &str, v: Option<Value>| {
-        if let Some(v) = v {
-            netem.insert(key.to_owned(), v);
-        }
-    };
     if spec.action != A::Bandwidth && spec.action != A::Partition {
-        put("delay", value(&spec.delay).filter(|_| wants(A::Delay)));
-        put("loss", value(&spec.loss).filter(|_| wants(A::Loss)));
-        put(
-            "duplicate",
-            value(&spec.duplicate).filter(|_| wants(A::Duplicate)),
-        );
-        put(
-            "corrupt",
-            value(&spec.corrupt).filter(|_| wants(A::Corrupt)),
-        );
-        put("rate", value(&spec.rate).filter(|_| wants(A::Rate)));
+        // Every netem block present, whatever the netem action (as Chaos Mesh and the api's
+        // conversion read them).
+        let mut netem = serde_json::Map::new();
+        for (key, v) in [
+            ("delay", value(&spec.delay)),
+            ("loss", value(&spec.loss)),
+            ("duplicate", value(&spec.duplicate)),
+            ("corrupt", value(&spec.corrupt)),
+            ("rate", value(&spec.rate)),
+        ] {
+            if let Some(v) = v {
+                netem.insert(key.to_owned(), v);
+            }
+        }
         body.insert("netem".into(), Value::Object(netem));
     }
     if spec.action == A::Bandwidth
@@ -190,9 +186,10 @@ pub fn network_chaos(
         let direction = spec
             .direction
             .unwrap_or(faultline_api::network_chaos::Direction::To);
+        let targets = peers.as_ref().map(Vec::as_slice).unwrap_or_default();
         body.insert(
             "partition".into(),
-            json!({"direction": direction, "targets": peers}),
+            json!({"direction": direction, "targets": targets}),
         );
     }
     if let Some(device) = &spec.device {
@@ -205,8 +202,10 @@ pub fn network_chaos(
         // Any container of the pod names its network namespace; the daemon uses the sandbox.
         let cid = pod.containers.first().and_then(|(_, id)| id.as_deref());
         let inject = target(cid, &format!("pod {}", pod.key())).and_then(|t| {
-            if spec.action == A::Partition && peers.is_empty() {
-                return Err("the partition has no peer: `target` selected no running pod and `externalTargets` is empty".into());
+            if spec.action == A::Partition
+                && let Err(why) = peers
+            {
+                return Err(why.clone());
             }
             let mut params = body.clone();
             params.insert("target".into(), t);

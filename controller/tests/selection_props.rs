@@ -1062,6 +1062,7 @@ fn all_tasks(
         spec(json!({"action": action, "containerNames": names, "gracePeriod": 0}))
     };
     let net = |extra: Value| -> NetworkChaosSpec { spec(extra) };
+    let peers: Result<Vec<String>, String> = Ok(peers.to_vec());
     let stress: StressChaosSpec =
         spec(json!({"containerNames": names, "stressors": {"cpu": {"workers": 1}}}));
     let io: IOChaosSpec =
@@ -1082,7 +1083,7 @@ fn all_tasks(
                 &net(json!({"action": "delay", "delay": {"latency": "10ms"}})),
                 uid,
                 pods,
-                peers,
+                &peers,
             ),
         ),
         (
@@ -1091,7 +1092,7 @@ fn all_tasks(
                 &net(json!({"action": "partition", "direction": "both"})),
                 uid,
                 pods,
-                peers,
+                &peers,
             ),
         ),
         ("stress", plan::stress_chaos(&stress, uid, pods)),

@@ -405,12 +405,18 @@ impl Daemon {
         let inode = std::fs::metadata(netns.proc_path("ns/net"))
             .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
             .map_err(|_| crate::process::ProcessError::NoSuchProcess { pid: netns.pid })?;
-        let requested = p.device.clone();
-        let (device, ifindex) = run_in(&netns, move || {
-            network::device::resolve(requested.as_deref())
-        })
-        .await?
-        .map_err(|e| DaemonError::invalid("device", e.to_string(), "invalid-device"))?;
+        // A partition alone touches no device (its rules are the namespace's), so a pod
+        // without a default route can still be partitioned.
+        let (device, ifindex) = if request.shaping.is_empty() {
+            (String::new(), 0)
+        } else {
+            let requested = p.device.clone();
+            run_in(&netns, move || {
+                network::device::resolve(requested.as_deref())
+            })
+            .await?
+            .map_err(|e| DaemonError::invalid("device", e.to_string(), "invalid-device"))?
+        };
         let entry = Entry::new(
             id.clone(),
             Some(p.target.clone()),

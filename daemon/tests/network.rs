@@ -275,6 +275,23 @@ async fn partition_cuts_the_peer_and_leaves_no_rule_behind() {
     );
     assert_eq!(strip_counters(&after), strip_counters(&rules_before));
 
+    // A port narrows the partition to that port (TCP and UDP).
+    let fault = d
+        .ok(
+            "network.apply",
+            json!({"target": pair.target(), "partition": {"direction": "to", "targets": [format!("10.77.{}.2/32:5202", pair.subnet)]}}),
+        )
+        .await;
+    assert!(!pair.connects(), "port 5202 is cut");
+    let rules = pair.rules();
+    assert!(
+        rules.contains("--dport 5202") && rules.contains("-p udp"),
+        "{rules}"
+    );
+    d.ok("network.recover", json!({"faultId": fault["faultId"]}))
+        .await;
+    assert!(pair.connects());
+
     // direction `to` only cuts what the target sends.
     let fault = d
         .ok(

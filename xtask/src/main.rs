@@ -65,6 +65,11 @@ const TEST_TOOLS: &[SystemTool] = &[
         why: "network namespace and tc tests",
     },
     SystemTool {
+        binary: "iptables",
+        package: "iptables",
+        why: "the daemon's partition faults",
+    },
+    SystemTool {
         binary: "fio",
         package: "fio",
         why: "sidecar benchmarks and I/O tests",
@@ -156,7 +161,8 @@ fn main() -> ExitCode {
 
 const TEST_HELP: &str = "usage: cargo xtask test [ARGS...]\n\n\
      Installs what the suite needs when missing (as root on Debian/Ubuntu: apt-get packages\n\
-     protobuf-compiler fuse3 containerd runc stress-ng iproute2 fio; cargo install pjdfstest),\n\
+     protobuf-compiler fuse3 containerd runc busybox-static stress-ng iproute2 iptables fio;\n\
+     cargo install pjdfstest),\n\
      then runs cargo fmt --check, cargo clippy -D warnings, the doctests, pjdfstest on a raw\n\
      directory vs a sidecar mount, and every test of the workspace. ARGS go to cargo nextest run\n\
      (or cargo test). The end-to-end tests (tests/) share one kube-apiserver + etcd, built from\n\

@@ -12,6 +12,7 @@ use kube::{Client, ResourceExt};
 use super::{Ctx, ReconcileError, kube_err};
 use crate::kinds::Chaos;
 use crate::selection::{Limits, PodInfo, namespaces, select};
+use faultline_api::peer::{Peer, PeerHost};
 
 pub(super) fn pod_info(pod: &Pod) -> PodInfo {
     let status = pod.status.clone().unwrap_or_default();
@@ -126,31 +127,81 @@ pub(super) async fn targets<K: Chaos>(
         .collect()))
 }
 
-/// NetworkChaos partition peers: the IPs of the `target` selection, and `externalTargets`.
+/// NetworkChaos partition peers, in the daemon's canonical form: the IPs of the `target`
+/// selection and `externalTargets` (host names resolved here, each address with the name's
+/// port). With neither, everything (`0.0.0.0/0`, `::/0`), as Chaos Mesh cuts a partition with
+/// no target off from everything. `Err`: why there is no peer (the records say so).
 pub(super) async fn peers<K: Chaos>(
     obj: &K,
     ctx: &Ctx,
     ns: &str,
     uid: &str,
-) -> Result<Vec<String>, ReconcileError> {
-    let mut out: Vec<String> = Vec::new();
+) -> Result<Result<Vec<String>, String>, ReconcileError> {
+    let Some(external) = obj.external_peers() else {
+        return Ok(Ok(Vec::new()));
+    };
+    let external = match external {
+        Ok(e) => e,
+        Err(why) => return Ok(Err(why)),
+    };
+    let mut out: Vec<Peer> = Vec::new();
     if let Some(scope) = obj.peers() {
         let reach = namespaces(scope, ns);
         let pods = list_pods(&ctx.client, &reach, &scope.selector.label_selectors).await?;
+        let nodes = if scope.selector.node_selectors.is_empty() {
+            BTreeMap::new()
+        } else {
+            node_labels(&ctx.client).await?
+        };
         let policy = ctx.policy.load();
-        let chosen = select(
+        match select(
             &pods,
-            &BTreeMap::new(),
+            &nodes,
             scope,
             ns,
             &format!("{uid}/target"),
             &limits(&policy),
-        )
-        .unwrap_or_default();
-        out.extend(chosen.into_iter().filter_map(|p| p.pod_ip));
+        ) {
+            Ok(chosen) => out.extend(
+                chosen
+                    .into_iter()
+                    .filter_map(|p| p.pod_ip?.parse::<std::net::IpAddr>().ok())
+                    .map(Peer::from),
+            ),
+            Err(e) => return Ok(Err(format!("the partition's `target`: {e}"))),
+        }
+        if out.is_empty() && external.is_empty() {
+            return Ok(Err(
+                "the partition's `target` selects no running pod and `externalTargets` is empty"
+                    .into(),
+            ));
+        }
+    } else if external.is_empty() {
+        out.extend(Peer::everything());
     }
-    for t in obj.external_targets() {
-        out.push(t.clone());
+    for peer in external {
+        match &peer.host {
+            PeerHost::Name(name) => match tokio::net::lookup_host((name.as_str(), 0)).await {
+                Ok(addrs) => {
+                    for a in addrs {
+                        let p = Peer::from(a.ip());
+                        out.push(match peer.port {
+                            Some(port) => p.with_port(port),
+                            None => p,
+                        });
+                    }
+                }
+                Err(e) => {
+                    return Ok(Err(format!(
+                        "externalTargets: cannot resolve `{name}`: {e}"
+                    )));
+                }
+            },
+            PeerHost::Net(_) => out.push(peer),
+        }
     }
-    Ok(out)
+    let mut texts: Vec<String> = out.iter().map(ToString::to_string).collect();
+    texts.sort();
+    texts.dedup();
+    Ok(Ok(texts))
 }

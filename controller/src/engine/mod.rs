@@ -281,7 +281,11 @@ async fn run<K: Chaos>(obj: &K, ctx: &Ctx, deleting: bool) -> Result<Action, Rec
         status.phase = Some(faultline_api::status::ExperimentPhase::Pending);
         if let Some(c) = status.conditions.first_mut() {
             c.reason = Some("NoTargets".into());
-            c.message = Some("no running pod matches the selector; looking again in 30 s".into());
+            c.message = Some(
+                "no target: no running pod matches the selector, or its mode and value round to \
+                 zero pods; looking again in 30 s"
+                    .into(),
+            );
         }
         write_status(ctx, obj, &status).await?;
         return Ok(Action::requeue(Duration::from_secs(30)));
@@ -289,7 +293,7 @@ async fn run<K: Chaos>(obj: &K, ctx: &Ctx, deleting: bool) -> Result<Action, Rec
     let peers = if matches!(goal, Goal::Injected { .. }) {
         lookup::peers(obj, ctx, &ns, &uid).await?
     } else {
-        Vec::new()
+        Ok(Vec::new())
     };
     let tasks = obj.tasks(&uid, &pods, &peers);
     let by_key: BTreeMap<String, PodInfo> = pods.into_iter().map(|p| (p.key(), p)).collect();

@@ -10,15 +10,17 @@
 //! checking with `-C`/`-S` rather than reading error messages, so it is idempotent and leaves
 //! nothing behind (Chaos Mesh #4336 left rules and ipsets).
 
-use std::net::IpAddr;
 use std::process::Command;
 
 use faultline_api::network_chaos::Direction;
+use faultline_api::peer::IpNet;
 
 /// Why a partition could not be set or removed.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum PartitionError {
-    #[error("`{0}` is not an IP address or CIDR")]
+    #[error(
+        "`{0}` is not an IP address or CIDR, with an optional port (`10.0.0.0/8:22`, `[fd00::/64]:80`)"
+    )]
     BadTarget(String),
     #[error("{program} {args}: {reason}")]
     Command {
@@ -28,31 +30,29 @@ pub(crate) enum PartitionError {
     },
 }
 
-/// A peer: an address with a prefix length.
+/// A peer as iptables matches it: a network, and a port when the partition is narrowed to one
+/// (`10.0.0.0/8:22`; TCP and UDP alike, as Chaos Mesh does).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Peer {
-    pub(crate) addr: IpAddr,
-    pub(crate) prefix: u8,
+    pub(crate) net: IpNet,
+    pub(crate) port: Option<u16>,
 }
 
 impl Peer {
+    /// `ip[/prefix][:port]` or `[ipv6[/prefix]]:port` (`faultline_api::peer`'s canonical forms);
+    /// a host name is refused: the controller resolves names before calling.
     pub(crate) fn parse(text: &str) -> Result<Self, PartitionError> {
         let bad = || PartitionError::BadTarget(text.to_owned());
-        let (addr, prefix) = match text.split_once('/') {
-            Some((a, p)) => (a, Some(p)),
-            None => (text, None),
-        };
-        let addr: IpAddr = addr.trim().parse().map_err(|_| bad())?;
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix = match prefix {
-            Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(bad)?,
-            None => max,
-        };
-        Ok(Peer { addr, prefix })
+        let peer: faultline_api::peer::Peer = text.parse().map_err(|_| bad())?;
+        let net = peer.net().ok_or_else(bad)?;
+        Ok(Peer {
+            net,
+            port: peer.port,
+        })
     }
 
     fn program(&self) -> &'static str {
-        if self.addr.is_ipv4() {
+        if self.net.addr().is_ipv4() {
             "iptables"
         } else {
             "ip6tables"
@@ -60,7 +60,25 @@ impl Peer {
     }
 
     fn cidr(&self) -> String {
-        format!("{}/{}", self.addr, self.prefix)
+        format!("{}/{}", self.net.addr(), self.net.prefix())
+    }
+
+    /// The match arguments of this peer for `flag` (`-d`/`-s`): one rule per protocol when a
+    /// port narrows it.
+    fn matches(&self, flag: &str) -> Vec<Vec<String>> {
+        let base = vec![flag.to_owned(), self.cidr()];
+        match self.port {
+            None => vec![base],
+            Some(port) => ["tcp", "udp"]
+                .into_iter()
+                .map(|proto| {
+                    let dir = if flag == "-d" { "--dport" } else { "--sport" };
+                    let mut v = base.clone();
+                    v.extend(["-p".into(), proto.into(), dir.into(), port.to_string()]);
+                    v
+                })
+                .collect(),
+        }
     }
 }
 
@@ -140,10 +158,12 @@ fn add(fault_id: &str, direction: Direction, peers: &[Peer]) -> Result<(), Parti
             }
             must(program, &["-w", "-N", &chain])?;
             for peer in &mine {
-                must(
-                    program,
-                    &["-w", "-A", &chain, flag, &peer.cidr(), "-j", "DROP"],
-                )?;
+                for m in peer.matches(flag) {
+                    let mut args: Vec<&str> = vec!["-w", "-A", &chain];
+                    args.extend(m.iter().map(String::as_str));
+                    args.extend(["-j", "DROP"]);
+                    must(program, &args)?;
+                }
             }
             must(
                 program,
@@ -197,16 +217,20 @@ mod tests {
 
     #[test]
     fn peers_and_chain_names() {
-        assert_eq!(
-            Peer::parse("10.0.0.2").unwrap(),
-            Peer {
-                addr: "10.0.0.2".parse().unwrap(),
-                prefix: 32
-            }
-        );
+        assert_eq!(Peer::parse("10.0.0.2").unwrap().cidr(), "10.0.0.2/32");
         assert_eq!(Peer::parse("10.0.0.0/8").unwrap().cidr(), "10.0.0.0/8");
         assert_eq!(Peer::parse("fd00::/64").unwrap().program(), "ip6tables");
-        for bad in ["10.0.0.0/33", "example.com", "", "1.2.3.4/x"] {
+        let ported = Peer::parse("10.0.0.0/8:22").unwrap();
+        assert_eq!(ported.port, Some(22));
+        assert_eq!(
+            ported.matches("-d"),
+            [
+                ["-d", "10.0.0.0/8", "-p", "tcp", "--dport", "22"],
+                ["-d", "10.0.0.0/8", "-p", "udp", "--dport", "22"]
+            ]
+        );
+        assert_eq!(Peer::parse("[fd00::/64]:80").unwrap().port, Some(80));
+        for bad in ["10.0.0.0/33", "example.com", "", "1.2.3.4/x", "10.0.0.1:0"] {
             assert!(Peer::parse(bad).is_err(), "{bad}");
         }
         let [(o, ..), (i, ..)] = chains("net-0123456789abcdef");
