@@ -272,7 +272,9 @@ pub fn io_chaos(spec: &IOChaosSpec, uid: &str, pods: &[PodInfo]) -> Vec<Task> {
                 Err(v) => Err(faultline_api::validate::describe(&v)),
                 Ok(rule) => target(cid, &format!("pod {}", pod.key())).map(|t| Call::Daemon {
                     method: "io.apply",
-                    params: json!({"target": t, "rules": [rule], "faultId": id}),
+                    // The sidecar serves every injected volume: the rule goes to the one the app
+                    // mounts at `volumePath`.
+                    params: json!({"target": t, "rules": [rule], "faultId": id, "mount": spec.volume_path}),
                     ttl: false,
                 }),
             }

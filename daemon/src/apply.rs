@@ -355,7 +355,7 @@ impl Daemon {
             },
         );
         let act = async {
-            io_relay::apply(&netns, port, &p.rules, &ids).await?;
+            io_relay::apply(&netns, port, &p.rules, &ids, p.mount.as_deref()).await?;
             Ok(None)
         };
         self.applied(entry, None, act).await

@@ -137,19 +137,25 @@ impl Sidecar {
     }
 }
 
-/// Adds `rules` under `ids` to the sidecar; when one fails, takes back every rule this call
-/// may have added, so a failed apply leaves nothing behind.
+/// Adds `rules` under `ids` to the sidecar, on its mount `mount` (a volume name or the path
+/// where the app mounts it; `None` when the sidecar serves one volume); when one fails, takes
+/// back every rule this call may have added, so a failed apply leaves nothing behind.
 pub async fn apply(
     netns: &ProcessRef,
     port: u16,
     rules: &[IoRule],
     ids: &[String],
+    mount: Option<&str>,
 ) -> Result<(), RelayError> {
     let mut sidecar = Sidecar::connect(netns, port).await?;
     for (n, (rule, id)) in rules.iter().zip(ids).enumerate() {
         let mut rule = rule.clone();
         rule.id = Some(id.clone());
-        if let Err(err) = sidecar.call("rules.add", json!({"rule": rule})).await {
+        let mut params = json!({"rule": rule});
+        if let Some(mount) = mount {
+            params["mount"] = json!(mount);
+        }
+        if let Err(err) = sidecar.call("rules.add", params).await {
             // A refusal means this rule was not added. Any other failure (the connection
             // dropped, no answer in time) may have lost the answer to a rule the sidecar did
             // add: take that one back too (a rule it does not have counts as removed).
