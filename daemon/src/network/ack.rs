@@ -55,80 +55,80 @@ impl Connection {
         Ok(Connection { socket })
     }
 
+    /// Sends `bytes` and hands every reply message carrying sequence number `seq` to `on`,
+    /// until `on` returns a result.
+    fn exchange<T>(
+        &self,
+        bytes: &[u8],
+        seq: u32,
+        mut on: impl FnMut(NetlinkMessage<RouteNetlinkMessage>) -> Option<Result<T, AckError>>,
+    ) -> Result<T, AckError> {
+        self.socket.send(bytes, 0)?;
+        loop {
+            let (reply, _) = self.socket.recv_from_full()?;
+            let mut rest = &reply[..];
+            while !rest.is_empty() {
+                let len = NetlinkBuffer::new_checked(rest)
+                    .map_err(|e| AckError::Decode(e.to_string()))?
+                    .length() as usize;
+                let aligned = len.next_multiple_of(4).min(rest.len());
+                let (one, tail) = rest.split_at(aligned);
+                rest = tail;
+                let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&one[..len])
+                    .map_err(|e| AckError::Decode(e.to_string()))?;
+                if msg.header.sequence_number != seq {
+                    continue;
+                }
+                if let Some(done) = on(msg) {
+                    return done;
+                }
+            }
+        }
+    }
+
     /// Sends a dump request and collects every message of the answer up to `NLMSG_DONE`.
     pub(crate) fn dump(
         &self,
         bytes: &[u8],
         seq: u32,
     ) -> Result<Vec<RouteNetlinkMessage>, AckError> {
-        self.socket.send(bytes, 0)?;
         let mut out = Vec::new();
-        loop {
-            let (reply, _) = self.socket.recv_from_full()?;
-            let mut rest = &reply[..];
-            while !rest.is_empty() {
-                let len = NetlinkBuffer::new_checked(rest)
-                    .map_err(|e| AckError::Decode(e.to_string()))?
-                    .length() as usize;
-                let aligned = len.next_multiple_of(4).min(rest.len());
-                let (one, tail) = rest.split_at(aligned);
-                rest = tail;
-                let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&one[..len])
-                    .map_err(|e| AckError::Decode(e.to_string()))?;
-                if msg.header.sequence_number != seq {
-                    continue;
-                }
-                match msg.payload {
-                    NetlinkPayload::InnerMessage(m) => out.push(m),
-                    NetlinkPayload::Done(_) => return Ok(out),
-                    NetlinkPayload::Error(err) => {
-                        if let Some(code) = err.code {
-                            return Err(Nack {
-                                errno: -code.get(),
-                                message: None,
-                            }
-                            .into());
-                        }
-                    }
-                    _ => {}
-                }
+        self.exchange(bytes, seq, |msg| match msg.payload {
+            NetlinkPayload::InnerMessage(m) => {
+                out.push(m);
+                None
             }
-        }
+            NetlinkPayload::Done(_) => Some(Ok(())),
+            NetlinkPayload::Error(err) => err.code.map(|code| {
+                Err(Nack {
+                    errno: -code.get(),
+                    message: None,
+                }
+                .into())
+            }),
+            _ => None,
+        })?;
+        Ok(out)
     }
 
     /// Sends one request (bytes from [`super::tc::to_bytes`] with sequence number `seq`) and
     /// waits for the `NLMSG_ERROR` that acknowledges it.
     pub(crate) fn request(&self, bytes: &[u8], seq: u32) -> Result<(), AckError> {
-        self.socket.send(bytes, 0)?;
-        loop {
-            let (reply, _) = self.socket.recv_from_full()?;
-            let mut rest = &reply[..];
-            while !rest.is_empty() {
-                let len = NetlinkBuffer::new_checked(rest)
-                    .map_err(|e| AckError::Decode(e.to_string()))?
-                    .length() as usize;
-                let aligned = len.next_multiple_of(4).min(rest.len());
-                let (one, tail) = rest.split_at(aligned);
-                rest = tail;
-                let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&one[..len])
-                    .map_err(|e| AckError::Decode(e.to_string()))?;
-                if msg.header.sequence_number != seq {
-                    continue;
+        self.exchange(bytes, seq, |msg| {
+            let NetlinkPayload::Error(err) = msg.payload else {
+                return None;
+            };
+            Some(match err.code {
+                None => Ok(()),
+                Some(code) => Err(Nack {
+                    errno: -code.get(),
+                    message: (msg.header.flags & NLM_F_ACK_TLVS != 0)
+                        .then(|| ext_ack_message(&err.header))
+                        .flatten(),
                 }
-                if let NetlinkPayload::Error(err) = msg.payload {
-                    return match err.code {
-                        None => Ok(()),
-                        Some(code) => Err(Nack {
-                            errno: -code.get(),
-                            message: (msg.header.flags & NLM_F_ACK_TLVS != 0)
-                                .then(|| ext_ack_message(&err.header))
-                                .flatten(),
-                        }
-                        .into()),
-                    };
-                }
-            }
-        }
+                .into()),
+            })
+        })
     }
 }
 
