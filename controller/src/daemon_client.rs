@@ -174,27 +174,56 @@ impl Daemons {
         method: &str,
         params: Value,
     ) -> Result<Value, DaemonCallError> {
-        let started = Instant::now();
-        let result = self.call_once(node, method, &params, false).await;
-        // A stale address (daemon pod replaced): look it up again once.
-        let result = match result {
-            Err(DaemonCallError::Unreachable { .. }) => {
-                self.call_once(node, method, &params, true).await
-            }
-            other => other,
-        };
-        self.metrics
-            .daemon_call(method, result.is_ok(), started.elapsed());
-        result
+        let mut answers = self.call_batch(node, vec![(method, params)]).await;
+        answers.pop().unwrap_or_else(|| {
+            Err(DaemonCallError::List(
+                "no answer for a single call".to_owned(),
+            ))
+        })
     }
 
-    async fn call_once(
+    /// Several calls on the daemon of `node` in one JSON-RPC 2.0 batch (one request, one TLS
+    /// round trip); one result per call, in order. A single call goes alone.
+    pub async fn call_batch(
         &self,
         node: &str,
-        method: &str,
-        params: &Value,
-        fresh: bool,
-    ) -> Result<Value, DaemonCallError> {
+        calls: Vec<(&str, Value)>,
+    ) -> Vec<Result<Value, DaemonCallError>> {
+        if calls.is_empty() {
+            return Vec::new();
+        }
+        let started = Instant::now();
+        let body = if let [(method, params)] = calls.as_slice() {
+            json!({"jsonrpc": "2.0", "id": 0, "method": method, "params": params})
+        } else {
+            Value::Array(
+                calls
+                    .iter()
+                    .enumerate()
+                    .map(|(id, (method, params))| {
+                        json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
+                    })
+                    .collect(),
+            )
+        };
+        let mut answer = self.post(node, &body, false).await;
+        // A stale address (daemon pod replaced): look it up again once.
+        if let Err(DaemonCallError::Unreachable { .. }) = answer {
+            answer = self.post(node, &body, true).await;
+        }
+        let results = match answer {
+            Ok(answer) => split_answers(node, &calls, answer),
+            Err(e) => calls.iter().map(|_| Err(e.clone())).collect(),
+        };
+        let elapsed = started.elapsed();
+        for ((method, _), result) in calls.iter().zip(&results) {
+            self.metrics.daemon_call(method, result.is_ok(), elapsed);
+        }
+        results
+    }
+
+    /// POSTs one JSON-RPC body to the daemon of `node`; its answer as JSON.
+    async fn post(&self, node: &str, body: &Value, fresh: bool) -> Result<Value, DaemonCallError> {
         let addr = self.address(node, fresh).await?;
         let unreachable = |reason: String| DaemonCallError::Unreachable {
             node: node.to_owned(),
@@ -203,26 +232,68 @@ impl Daemons {
         };
         let http = self.http(addr).map_err(unreachable)?;
         let url = format!("https://{}:{}/", self.tls.server_name, addr.port());
-        let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
-        let answer: Value = http
-            .post(url)
-            .json(&body)
+        http.post(url)
+            .json(body)
             .send()
             .await
             .map_err(|e| unreachable(error_text(&e)))?
             .json()
             .await
-            .map_err(|e| unreachable(error_text(&e)))?;
-        if let Some(err) = answer.get("error") {
-            return Err(DaemonCallError::Refused {
-                node: node.to_owned(),
-                method: method.to_owned(),
-                code: err["code"].as_i64().unwrap_or(0),
-                message: err["message"].as_str().unwrap_or("error").to_owned(),
-            });
-        }
-        Ok(answer.get("result").cloned().unwrap_or(Value::Null))
+            .map_err(|e| unreachable(error_text(&e)))
     }
+}
+
+/// One JSON-RPC response (`{"result"}` or `{"error"}`) as a call's result.
+fn one_answer(node: &str, method: &str, answer: &Value) -> Result<Value, DaemonCallError> {
+    if let Some(err) = answer.get("error") {
+        return Err(DaemonCallError::Refused {
+            node: node.to_owned(),
+            method: method.to_owned(),
+            code: err["code"].as_i64().unwrap_or(0),
+            message: err["message"].as_str().unwrap_or("error").to_owned(),
+        });
+    }
+    Ok(answer.get("result").cloned().unwrap_or(Value::Null))
+}
+
+/// The answers of a batch matched to its calls by id; a call without an answer is an error, and
+/// an answer that is not an array (the whole batch refused) is every call's.
+fn split_answers(
+    node: &str,
+    calls: &[(&str, Value)],
+    answer: Value,
+) -> Vec<Result<Value, DaemonCallError>> {
+    let by_id: BTreeMap<u64, Value> = match answer {
+        Value::Array(items) => items
+            .into_iter()
+            .filter_map(|a| Some((a.get("id")?.as_u64()?, a)))
+            .collect(),
+        single if calls.len() == 1 || single.get("id").is_none_or(Value::is_null) => {
+            return calls
+                .iter()
+                .map(|(method, _)| one_answer(node, method, &single))
+                .collect();
+        }
+        single => single
+            .get("id")
+            .and_then(Value::as_u64)
+            .map(|id| (id, single))
+            .into_iter()
+            .collect(),
+    };
+    calls
+        .iter()
+        .enumerate()
+        .map(|(id, (method, _))| match by_id.get(&(id as u64)) {
+            Some(a) => one_answer(node, method, a),
+            None => Err(DaemonCallError::Refused {
+                node: node.to_owned(),
+                method: (*method).to_owned(),
+                code: -32603,
+                message: "the daemon's batch answer has no response for this call".to_owned(),
+            }),
+        })
+        .collect()
 }
 
 fn error_text(err: &(dyn std::error::Error + 'static)) -> String {

@@ -17,6 +17,7 @@ pub mod kinds;
 pub mod lifecycle;
 pub mod metrics;
 pub mod plan;
+pub mod ratelimit;
 pub mod selection;
 
 use std::path::PathBuf;
@@ -89,6 +90,26 @@ pub struct Config {
     /// How often the policy file is checked for changes.
     #[arg(long, default_value_t = 2)]
     pub policy_poll_secs: u64,
+    /// Requests per second to the API server, sustained (a token bucket as client-go's; every
+    /// request, a watch's start included, takes a token).
+    #[arg(long, default_value_t = 50.0, value_parser = positive_qps)]
+    pub kube_qps: f64,
+    /// Requests to the API server allowed at once above `--kube-qps` (the bucket's size).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    pub kube_burst: u32,
+    /// Per-pod Events (Injected, Recovered, failures) published per reconcile pass; past it,
+    /// one Event on the chaos object counts the rest. Keeps a 5,000-pod experiment from
+    /// spending its API budget on Events.
+    #[arg(long, default_value_t = 100)]
+    pub pod_events_per_pass: usize,
+}
+
+fn positive_qps(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(q) if q.is_finite() && q > 0.0 => Ok(q),
+        Ok(_) => Err("must be a number above 0 (requests per second)".into()),
+        Err(e) => Err(format!("{e} (requests per second, e.g. 50 or 0.5)")),
+    }
 }
 
 struct ControllerEndpoints(Arc<Metrics>);
@@ -221,9 +242,21 @@ async fn lead(client: &Client, config: &Config) -> anyhow::Result<()> {
 /// Runs the controller until SIGTERM.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = Client::try_default()
+    let kube_config = kube::Config::infer()
         .await
         .context("a Kubernetes client (in-cluster or $KUBECONFIG)")?;
+    let client = kube::client::ClientBuilder::try_from(kube_config)
+        .context("a Kubernetes client (in-cluster or $KUBECONFIG)")?
+        .with_layer(&ratelimit::RateLimitLayer::new(
+            config.kube_qps,
+            config.kube_burst,
+        ))
+        .build();
+    tracing::info!(
+        qps = config.kube_qps,
+        burst = config.kube_burst,
+        "API server client"
+    );
     let policy = Arc::new(ArcSwap::from_pointee(load_policy(config.policy.as_ref())?));
     let (tx, rx) = tokio::sync::watch::channel(());
     if let Some(path) = &config.policy {
@@ -267,6 +300,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         client,
         policy,
         metrics,
+        pod_events_per_pass: config.pod_events_per_pass,
     });
     if config.leader_election {
         lead(&ctx.client, &config).await?;

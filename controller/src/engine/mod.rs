@@ -21,6 +21,7 @@ use kube::runtime::finalizer::{Event, finalizer};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 
+mod dispatch;
 mod lookup;
 mod step;
 
@@ -35,8 +36,10 @@ use crate::selection::PodInfo;
 pub const FINALIZER: &str = "chaos.faultline.dev/recover";
 pub const PAUSE: &str = "faultline.dev/pause";
 pub const FORCE_RECOVER: &str = "faultline.dev/force-recover";
-/// Calls in flight per reconcile.
-const FAN_OUT: usize = 64;
+/// A status write refused with 409: decide again soon, from the object as it is now.
+const CONFLICT_RETRY: Duration = Duration::from_millis(200);
+/// Events being published at once.
+const EVENTS_IN_FLIGHT: usize = 16;
 /// Retry of a target whose daemon or API call failed for a reason that may pass.
 const RETRY: Duration = Duration::from_secs(5);
 
@@ -47,6 +50,8 @@ pub struct Ctx {
     pub policy: Arc<ArcSwap<Policy>>,
     pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
+    /// `--pod-events-per-pass`.
+    pub pod_events_per_pass: usize,
 }
 
 /// Why a reconcile did not finish.
@@ -60,6 +65,9 @@ pub enum ReconcileError {
     },
     #[error("recovery incomplete, retried: {0}")]
     Recovery(String),
+    /// The object changed since it was read (409): decide again from the new one.
+    #[error("{0} changed since it was read; deciding again")]
+    Conflict(String),
 }
 
 fn kube_err(what: impl Into<String>) -> impl FnOnce(kube::Error) -> ReconcileError {
@@ -100,7 +108,6 @@ async fn publish(
     }
 }
 
-/// Runs every task toward `goal`; returns the records and whether something should be retried.
 /// What one reconcile pass of one experiment works toward.
 struct Pass<'a> {
     ctx: &'a Ctx,
@@ -111,6 +118,8 @@ struct Pass<'a> {
     reference: &'a ObjectReference,
 }
 
+/// Runs every task toward the pass's goal; returns the records and whether something should be
+/// retried.
 async fn drive(
     pass: &Pass<'_>,
     tasks: &[Task],
@@ -119,56 +128,40 @@ async fn drive(
 ) -> (Vec<TargetRecord>, bool) {
     let Pass {
         ctx,
-        kind,
         goal,
         lasts,
         now,
-        reference,
+        ..
     } = *pass;
     let by_id: BTreeMap<&str, &TargetRecord> = old.iter().map(|r| (r.id.as_str(), r)).collect();
-    let steps: Vec<_> = tasks
+    let olds: Vec<Option<&TargetRecord>> = tasks
         .iter()
-        .map(|t| {
-            step::step(
-                ctx,
-                t,
-                by_id.get(t.record_id.as_str()).copied(),
-                goal,
-                lasts,
-                now,
-            )
-        })
+        .map(|t| by_id.get(t.record_id.as_str()).copied())
         .collect();
-    let outcomes: Vec<step::Outcome> = futures::stream::iter(steps)
-        .buffered(FAN_OUT)
-        .collect()
-        .await;
+    let mut sent: Vec<Option<step::Sent>> = vec![None; tasks.len()];
+    let mut calls = Vec::new();
+    for (i, (task, old)) in tasks.iter().zip(&olds).enumerate() {
+        match step::work(task, *old, goal, lasts) {
+            step::Work::Skip => {}
+            step::Work::Settled(result) => sent[i] = Some(result),
+            step::Work::Call(call) => calls.push((i, call)),
+        }
+    }
+    for (i, result) in dispatch::send_all(ctx, calls).await {
+        sent[i] = Some(result);
+    }
     let mut retry = false;
-    let mut records = Vec::with_capacity(outcomes.len());
-    for (task, o) in tasks.iter().zip(outcomes) {
+    let mut records = Vec::with_capacity(tasks.len());
+    let mut events = Vec::new();
+    for ((task, old), sent) in tasks.iter().zip(olds).zip(sent) {
+        let o = step::outcome(task, old, goal, now, sent);
         retry |= o.retry;
-        if let Some((type_, reason, note)) = o.event {
-            let outcome = match reason {
-                "Injected" => "injected",
-                "Recovered" => "recovered",
-                _ => "failed",
-            };
-            ctx.metrics.target(kind, outcome);
-            let pod_key = task
-                .record_id
-                .splitn(3, '/')
-                .take(2)
-                .collect::<Vec<_>>()
-                .join("/");
-            if let Some(pod) = pods.get(&pod_key) {
-                publish(ctx, &pod_ref(pod), type_, reason, note.clone(), reason).await;
-            }
-            if type_ == EventType::Warning {
-                publish(ctx, reference, type_, reason, note, reason).await;
-            }
+        if let Some(event) = o.event {
+            events.push((task, event));
         }
         records.push(o.record);
     }
+    publish_outcomes(pass, pods, events).await;
     // Records of targets that are gone (their pod was deleted): nothing left to recover.
     let have: BTreeSet<&str> = records.iter().map(|r| r.id.as_str()).collect();
     let gone: Vec<TargetRecord> = old
@@ -189,6 +182,65 @@ async fn drive(
     (records, retry)
 }
 
+/// Counts the targets' outcomes and tells them as Events: on each target pod (failures on
+/// the chaos object too), up to `--pod-events-per-pass`; the rest as one Event per reason on
+/// the chaos object.
+async fn publish_outcomes(
+    pass: &Pass<'_>,
+    pods: &BTreeMap<String, PodInfo>,
+    events: Vec<(&Task, (EventType, &'static str, String))>,
+) {
+    let ctx = pass.ctx;
+    let mut untold: BTreeMap<(&'static str, bool), usize> = BTreeMap::new();
+    let mut told = Vec::new();
+    for (n, (task, (type_, reason, note))) in events.into_iter().enumerate() {
+        let outcome = match reason {
+            "Injected" => "injected",
+            "Recovered" => "recovered",
+            _ => "failed",
+        };
+        ctx.metrics.target(pass.kind, outcome);
+        let warning = type_ == EventType::Warning;
+        if n >= ctx.pod_events_per_pass {
+            *untold.entry((reason, warning)).or_default() += 1;
+            continue;
+        }
+        let pod_key = task
+            .record_id
+            .splitn(3, '/')
+            .take(2)
+            .collect::<Vec<_>>()
+            .join("/");
+        if let Some(pod) = pods.get(&pod_key) {
+            told.push((pod_ref(pod), type_, reason, note.clone()));
+        }
+        if warning {
+            told.push((pass.reference.clone(), type_, reason, note));
+        }
+    }
+    for ((reason, warning), count) in untold {
+        let type_ = if warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        };
+        let note = format!(
+            "{reason}: {count} more targets (Events on pods are capped at {} per pass; \
+             status.records has every target)",
+            ctx.pod_events_per_pass
+        );
+        told.push((pass.reference.clone(), type_, reason, note));
+    }
+    futures::stream::iter(told)
+        .for_each_concurrent(
+            EVENTS_IN_FLIGHT,
+            |(reference, type_, reason, note)| async move {
+                publish(ctx, &reference, type_, reason, note, reason).await;
+            },
+        )
+        .await;
+}
+
 async fn write_status<K: Chaos>(
     ctx: &Ctx,
     obj: &K,
@@ -198,18 +250,25 @@ async fn write_status<K: Chaos>(
         return Ok(());
     }
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
-    let patch = json!({"status": status});
-    api.patch_status(
-        &obj.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(&patch),
-    )
-    .await
-    .map_err(kube_err(format!(
-        "write the status of {}/{}",
-        K::KIND,
-        obj.name_any()
-    )))?;
+    // With the resourceVersion read: the API server refuses (409) a status decided from an
+    // object that has changed since (paused, deleted, or written by a replica that led before).
+    let patch = json!({
+        "metadata": {"resourceVersion": obj.resource_version()},
+        "status": status,
+    });
+    let what = format!("{}/{}", K::KIND, obj.name_any());
+    match api
+        .patch_status(
+            &obj.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+    {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 409 => return Err(ReconcileError::Conflict(what)),
+        Err(e) => return Err(kube_err(format!("write the status of {what}"))(e)),
+    }
     ctx.metrics.phase(
         K::KIND,
         obj.status()
@@ -376,7 +435,13 @@ where
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
     let result = finalizer(&api, FINALIZER, obj, |event| async {
         match event {
-            Event::Apply(o) => run(&*o, &ctx, false).await,
+            Event::Apply(o) => match run(&*o, &ctx, false).await {
+                Err(ReconcileError::Conflict(what)) => {
+                    tracing::debug!(%what, "status conflict; reconciling again");
+                    Ok(Action::requeue(CONFLICT_RETRY))
+                }
+                other => other,
+            },
             Event::Cleanup(o) => cleanup(&*o, &ctx).await,
         }
     })

@@ -1,21 +1,51 @@
-//! One target's step toward the goal: the inject call (daemon or API) or the recover call,
-//! and the record and Event that follow.
+//! One target's step toward the goal, as two pure halves around the I/O: [`work`] says what to
+//! send (a daemon call, a pod deletion, or nothing), [`outcome`] turns what came back into the
+//! record and the Event. The sending (batched per node) is `dispatch`'s.
 
 use std::time::Duration;
 
 use faultline_api::status::{RecordPhase, TargetRecord};
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, DeleteParams};
 use kube::runtime::events::EventType;
-use serde_json::json;
+use serde_json::{Value, json};
 
-use super::Ctx;
-use crate::daemon_client::DaemonCallError;
 use crate::lifecycle::Goal;
 use crate::plan::{Call, Task};
 
-/// The outcome of one target's task.
+const NOT_SCHEDULED: &str = "the pod is not scheduled on a node";
+
+/// The result of sending: `Err((transient, why))`; transient failures are retried soon.
+pub(super) type Sent = Result<(), (bool, String)>;
+
+/// A call to make for one target.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Send {
+    Daemon {
+        node: String,
+        method: &'static str,
+        params: Value,
+        /// A recovery: "no such fault" and "target gone" count as done.
+        recover: bool,
+    },
+    DeletePod {
+        namespace: String,
+        name: String,
+        grace_period: Option<i64>,
+    },
+}
+
+/// What one target needs this pass.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Work {
+    /// Nothing to do: the record stays as it is.
+    Skip,
+    /// Settled without a call (e.g. the target cannot be injected, and why).
+    Settled(Sent),
+    Call(Send),
+}
+
+/// The outcome of one target's step.
+#[derive(Debug)]
 pub(super) struct Outcome {
     pub(super) record: TargetRecord,
     /// Failed for a reason that may pass (daemon unreachable): retry soon.
@@ -23,76 +53,85 @@ pub(super) struct Outcome {
     pub(super) event: Option<(EventType, &'static str, String)>,
 }
 
-async fn send(
-    ctx: &Ctx,
-    task: &Task,
-    call: &Call,
-    ttl: Option<Duration>,
-) -> Result<(), (bool, String)> {
-    match call {
-        Call::DeletePod {
-            namespace,
-            name,
-            grace_period,
-        } => {
-            let api: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
-            let dp = DeleteParams {
-                grace_period_seconds: grace_period.and_then(|g| u32::try_from(g).ok()),
-                ..DeleteParams::default()
+fn phase_of(old: Option<&TargetRecord>) -> RecordPhase {
+    old.map_or(RecordPhase::Pending, |r| r.phase)
+}
+
+/// What moving `task` toward `goal` takes. Lasting faults are re-sent on every pass that
+/// injects (the daemon renews a known fault id's `ttl`); one-shot actions run once.
+pub(super) fn work(task: &Task, old: Option<&TargetRecord>, goal: Goal, lasts: bool) -> Work {
+    let was = phase_of(old);
+    match goal {
+        Goal::Injected { ttl } => {
+            if !lasts && was == RecordPhase::Injected {
+                return Work::Skip;
+            }
+            match &task.inject {
+                Err(why) => Work::Settled(Err((false, why.clone()))),
+                Ok(Call::DeletePod {
+                    namespace,
+                    name,
+                    grace_period,
+                }) => Work::Call(Send::DeletePod {
+                    namespace: namespace.clone(),
+                    name: name.clone(),
+                    grace_period: *grace_period,
+                }),
+                Ok(Call::Daemon {
+                    method,
+                    params,
+                    ttl: takes_ttl,
+                }) => {
+                    let Some(node) = &task.node else {
+                        return Work::Settled(Err((false, NOT_SCHEDULED.to_owned())));
+                    };
+                    let mut params = params.clone();
+                    if let (true, Some(ttl)) = (*takes_ttl, ttl) {
+                        params["ttl"] = json!(ttl_text(ttl));
+                    }
+                    Work::Call(Send::Daemon {
+                        node: node.clone(),
+                        method,
+                        params,
+                        recover: false,
+                    })
+                }
+            }
+        }
+        Goal::Recovered(_) => {
+            if was == RecordPhase::Recovered
+                || (task.recover.is_none() && was != RecordPhase::Pending)
+            {
+                return Work::Skip;
+            }
+            let Some((method, params)) = &task.recover else {
+                // A one-shot action never run: nothing to undo.
+                return Work::Settled(Ok(()));
             };
-            match api.delete(name, &dp).await {
-                Ok(_) => Ok(()),
-                Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-                Err(e) => Err((true, faultline_api::report::error_text(&e))),
-            }
-        }
-        Call::Daemon {
-            method,
-            params,
-            ttl: takes_ttl,
-        } => {
-            let node = task
-                .node
-                .as_deref()
-                .ok_or((false, "the pod is not scheduled on a node".to_owned()))?;
-            let mut params = params.clone();
-            if let (true, Some(ttl)) = (*takes_ttl, ttl) {
-                params["ttl"] = json!(format!("{}s", ttl.as_secs().max(1)));
-            }
-            ctx.daemons
-                .call(node, method, params)
-                .await
-                .map(|_| ())
-                .map_err(|e| (e.transient(), e.to_string()))
+            let Some(node) = &task.node else {
+                return Work::Settled(Err((false, NOT_SCHEDULED.to_owned())));
+            };
+            Work::Call(Send::Daemon {
+                node: node.clone(),
+                method,
+                params: params.clone(),
+                recover: true,
+            })
         }
     }
 }
 
-async fn recover_one(ctx: &Ctx, task: &Task) -> Result<(), (bool, String)> {
-    let Some((method, params)) = &task.recover else {
-        return Ok(());
-    };
-    let node = task
-        .node
-        .as_deref()
-        .ok_or((false, "the pod is not scheduled on a node".to_owned()))?;
-    match ctx.daemons.call(node, method, params.clone()).await {
-        Ok(_) => Ok(()),
-        // Already gone (expired, daemon restarted and recovered it, or the target went).
-        Err(e) if e.unknown_fault() || e.target_gone() => Ok(()),
-        Err(e @ DaemonCallError::NoDaemon { .. }) => Err((true, e.to_string())),
-        Err(e) => Err((e.transient(), e.to_string())),
-    }
+fn ttl_text(ttl: Duration) -> String {
+    format!("{}s", ttl.as_secs().max(1))
 }
 
-/// Moves one target toward `goal`.
-pub(super) async fn step(
-    ctx: &Ctx,
+/// The record and Event after `work` for `task` came back with `sent` (`None`: skipped).
+pub(super) fn outcome(
     task: &Task,
     old: Option<&TargetRecord>,
     goal: Goal,
-    lasts: bool,
     now: &Time,
+    sent: Option<Sent>,
 ) -> Outcome {
     let mut record = old.cloned().unwrap_or(TargetRecord {
         id: task.record_id.clone(),
@@ -104,101 +143,62 @@ pub(super) async fn step(
     });
     record.node = task.node.clone().or(record.node);
     let was = record.phase;
-    match goal {
-        Goal::Injected { ttl } => {
-            // One-shot actions run once; lasting faults are re-sent (renewal, re-injection).
-            if !lasts && was == RecordPhase::Injected {
-                return Outcome {
-                    record,
-                    retry: false,
-                    event: None,
-                };
+    let old_message = old.and_then(|o| o.message.clone());
+    let Some(sent) = sent else {
+        return Outcome {
+            record,
+            retry: false,
+            event: None,
+        };
+    };
+    let (retry, event) = match (goal, sent) {
+        (Goal::Injected { .. }, Ok(())) => {
+            record.phase = RecordPhase::Injected;
+            record.message = None;
+            if was != RecordPhase::Injected {
+                record.injected_at = Some(now.clone());
+                record.recovered_at = None;
             }
-            match &task.inject {
-                Err(why) => {
-                    record.phase = RecordPhase::Failed;
-                    record.message = Some(why.clone());
-                    let event = (was != RecordPhase::Failed)
-                        .then(|| (EventType::Warning, "InjectFailed", why.clone()));
-                    Outcome {
-                        record,
-                        retry: false,
-                        event,
-                    }
-                }
-                Ok(call) => match send(ctx, task, call, ttl).await {
-                    Ok(()) => {
-                        record.phase = RecordPhase::Injected;
-                        record.message = None;
-                        if was != RecordPhase::Injected {
-                            record.injected_at = Some(now.clone());
-                            record.recovered_at = None;
-                        }
-                        let event = (was != RecordPhase::Injected).then(|| {
-                            (
-                                EventType::Normal,
-                                "Injected",
-                                format!("fault injected ({})", task.record_id),
-                            )
-                        });
-                        Outcome {
-                            record,
-                            retry: false,
-                            event,
-                        }
-                    }
-                    Err((transient, why)) => {
-                        record.phase = RecordPhase::Failed;
-                        record.message = Some(why.clone());
-                        let event = (record.message != old.and_then(|o| o.message.clone())
-                            || was != RecordPhase::Failed)
-                            .then_some((EventType::Warning, "InjectFailed", why));
-                        Outcome {
-                            record,
-                            retry: transient,
-                            event,
-                        }
-                    }
-                },
-            }
+            let event = (was != RecordPhase::Injected).then(|| {
+                let note = format!("fault injected ({})", task.record_id);
+                (EventType::Normal, "Injected", note)
+            });
+            (false, event)
         }
-        Goal::Recovered(_) => {
-            if was == RecordPhase::Recovered
-                || (task.recover.is_none() && was != RecordPhase::Pending)
-            {
-                return Outcome {
-                    record,
-                    retry: false,
-                    event: None,
-                };
-            }
-            match recover_one(ctx, task).await {
-                Ok(()) => {
-                    record.phase = RecordPhase::Recovered;
-                    record.message = None;
-                    record.recovered_at = Some(now.clone());
-                    let event = (was == RecordPhase::Injected).then(|| {
-                        (
-                            EventType::Normal,
-                            "Recovered",
-                            format!("fault recovered ({})", task.record_id),
-                        )
-                    });
-                    Outcome {
-                        record,
-                        retry: false,
-                        event,
-                    }
-                }
-                Err((_, why)) => {
-                    record.message = Some(format!("recovery failed: {why}"));
-                    Outcome {
-                        record,
-                        retry: true,
-                        event: Some((EventType::Warning, "RecoverFailed", why)),
-                    }
-                }
-            }
+        (Goal::Injected { .. }, Err((transient, why))) => {
+            record.phase = RecordPhase::Failed;
+            record.message = Some(why.clone());
+            let news = record.message != old_message || was != RecordPhase::Failed;
+            (
+                transient,
+                news.then_some((EventType::Warning, "InjectFailed", why)),
+            )
         }
+        (Goal::Recovered(_), Ok(())) => {
+            record.phase = RecordPhase::Recovered;
+            record.message = None;
+            record.recovered_at = Some(now.clone());
+            let event = (was == RecordPhase::Injected).then(|| {
+                let note = format!("fault recovered ({})", task.record_id);
+                (EventType::Normal, "Recovered", note)
+            });
+            (false, event)
+        }
+        (Goal::Recovered(_), Err((_, why))) => {
+            record.message = Some(format!("recovery failed: {why}"));
+            let news = record.message != old_message;
+            (
+                true,
+                news.then_some((EventType::Warning, "RecoverFailed", why)),
+            )
+        }
+    };
+    Outcome {
+        record,
+        retry,
+        event,
     }
 }
+
+#[cfg(test)]
+mod tests;
