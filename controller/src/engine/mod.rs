@@ -8,22 +8,24 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use faultline_api::status::{ChaosStatus, RecordPhase, TargetRecord};
+use faultline_api::status::{RecordPhase, TargetRecord};
 use faultline_webhook::policy::Policy;
 use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder};
 use kube::runtime::finalizer::{Event, finalizer};
 use kube::{Client, ResourceExt};
-use serde_json::json;
 
 mod dispatch;
 mod lookup;
+mod status;
 mod step;
+
+use status::write_status;
 
 use crate::daemon_client::Daemons;
 use crate::kinds::Chaos;
@@ -241,45 +243,6 @@ async fn publish_outcomes(
         .await;
 }
 
-async fn write_status<K: Chaos>(
-    ctx: &Ctx,
-    obj: &K,
-    status: &ChaosStatus,
-) -> Result<(), ReconcileError> {
-    if obj.status() == Some(status) {
-        return Ok(());
-    }
-    let api: Api<K> = Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
-    // With the resourceVersion read: the API server refuses (409) a status decided from an
-    // object that has changed since (paused, deleted, or written by a replica that led before).
-    let patch = json!({
-        "metadata": {"resourceVersion": obj.resource_version()},
-        "status": status,
-    });
-    let what = format!("{}/{}", K::KIND, obj.name_any());
-    match api
-        .patch_status(
-            &obj.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await
-    {
-        Ok(_) => {}
-        Err(kube::Error::Api(s)) if s.code == 409 => return Err(ReconcileError::Conflict(what)),
-        Err(e) => return Err(kube_err(format!("write the status of {what}"))(e)),
-    }
-    ctx.metrics.phase(
-        K::KIND,
-        obj.status()
-            .and_then(|s| s.phase)
-            .map(|p| format!("{p:?}"))
-            .as_deref(),
-        status.phase.map(|p| format!("{p:?}")).as_deref(),
-    );
-    Ok(())
-}
-
 /// One pass toward the goal; `deleting` = the cleanup branch.
 async fn run<K: Chaos>(obj: &K, ctx: &Ctx, deleting: bool) -> Result<Action, ReconcileError> {
     let ns = obj.namespace().unwrap_or_default();
@@ -459,3 +422,6 @@ pub fn error_policy<K: Chaos>(
     tracing::warn!(kind = K::KIND, name = %obj.name_any(), error = %faultline_api::report::error_text(err), "reconcile failed; retrying");
     Action::requeue(RETRY)
 }
+
+#[cfg(test)]
+mod tests;
