@@ -35,6 +35,10 @@ pub trait Chaos:
     /// One task per record for `pods`; `peers` are the partition's peers in the daemon's
     /// canonical form (`10.0.0.0/8:22`), or why there are none.
     fn tasks(&self, uid: &str, pods: &[PodInfo], peers: &Result<Vec<String>, String>) -> Vec<Task>;
+    /// The daemon method that recovers one of this kind's faults by its id alone, sent for a
+    /// target whose pod is gone (its journal entry, stress-ng or I/O rules may outlive it on
+    /// the node). `None`: nothing of it outlives the pod.
+    const RECOVER_GONE: Option<&'static str> = None;
 }
 
 impl Chaos for PodChaos {
@@ -52,6 +56,7 @@ impl Chaos for PodChaos {
 
 impl Chaos for NetworkChaos {
     const KIND: &'static str = "NetworkChaos";
+    const RECOVER_GONE: Option<&'static str> = Some("network.recover");
     fn status(&self) -> Option<&ChaosStatus> {
         self.status.as_ref()
     }
@@ -76,6 +81,7 @@ impl Chaos for NetworkChaos {
 
 impl Chaos for StressChaos {
     const KIND: &'static str = "StressChaos";
+    const RECOVER_GONE: Option<&'static str> = Some("stress.stop");
     fn status(&self) -> Option<&ChaosStatus> {
         self.status.as_ref()
     }
@@ -89,6 +95,7 @@ impl Chaos for StressChaos {
 
 impl Chaos for IOChaos {
     const KIND: &'static str = "IOChaos";
+    const RECOVER_GONE: Option<&'static str> = Some("io.recover");
     fn status(&self) -> Option<&ChaosStatus> {
         self.status.as_ref()
     }

@@ -301,6 +301,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         policy,
         metrics,
         pod_events_per_pass: config.pod_events_per_pass,
+        renewals: Default::default(),
     });
     if config.leader_election {
         lead(&ctx.client, &config).await?;

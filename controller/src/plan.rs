@@ -10,6 +10,7 @@ use faultline_api::io_chaos::IOChaosSpec;
 use faultline_api::network_chaos::{NetworkChaosAction, NetworkChaosSpec};
 use faultline_api::pod_chaos::{PodChaosAction, PodChaosSpec};
 use faultline_api::stress_chaos::StressChaosSpec;
+use faultline_webhook::inject::SidecarStatus;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -259,15 +260,27 @@ pub fn stress_chaos(spec: &StressChaosSpec, uid: &str, pods: &[PodInfo]) -> Vec<
     tasks
 }
 
+/// Whether the pod's fault sidecar (the webhook's `faultline.dev/sidecar-status` annotation)
+/// serves the volume at `volume_path`; if not, why, for the record.
+fn sidecar_volume(pod: &PodInfo, volume_path: &str) -> Result<(), String> {
+    let Some(text) = pod.annotations.get(SIDECAR_STATUS) else {
+        return Err("the pod has no fault sidecar (label it faultline.dev/inject=\"true\" in an opted-in namespace and recreate it)".to_owned());
+    };
+    let status = SidecarStatus::parse(text)
+        .map_err(|e| format!("the pod's {SIDECAR_STATUS} annotation is not readable: {e}"))?;
+    status
+        .volume(volume_path)
+        .map(|_| ())
+        .map_err(|e| format!("spec.volumePath: {e}"))
+}
+
 pub fn io_chaos(spec: &IOChaosSpec, uid: &str, pods: &[PodInfo]) -> Vec<Task> {
     let mut tasks = Vec::new();
     for pod in pods {
         let record_id = pod.key();
         let id = fault_id(uid, &record_id);
         let cid = pod.containers.first().and_then(|(_, id)| id.as_deref());
-        let inject = if !pod.annotations.contains_key(SIDECAR_STATUS) {
-            Err("the pod has no fault sidecar (label it faultline.dev/inject=\"true\" in an opted-in namespace and recreate it)".to_owned())
-        } else {
+        let inject = sidecar_volume(pod, &spec.volume_path).and_then(|()| {
             match io_rule(spec, None) {
                 Err(v) => Err(faultline_api::validate::describe(&v)),
                 Ok(rule) => target(cid, &format!("pod {}", pod.key())).map(|t| Call::Daemon {
@@ -278,7 +291,7 @@ pub fn io_chaos(spec: &IOChaosSpec, uid: &str, pods: &[PodInfo]) -> Vec<Task> {
                     ttl: false,
                 }),
             }
-        };
+        });
         tasks.push(task(
             uid,
             pod,

@@ -113,6 +113,7 @@ const BENCHES: &[(&str, &[SystemTool])] = &[
     ("sidecar", SIDECAR_BENCH_TOOLS),
     ("webhook", &[]),
     ("daemon", DAEMON_BENCH_TOOLS),
+    ("controller", &[]),
 ];
 
 /// Cargo-installed tools: (binary, crate, version, why).
@@ -172,10 +173,11 @@ const DEPS_HELP: &str = "usage: cargo xtask deps\n\n\
      Only the installation step of `cargo xtask test`.";
 const CRDS_HELP: &str = "usage: cargo xtask crds\n\n\
      Regenerates manifests/crds/*.yaml from the Rust types of faultline-api.";
-const BENCH_HELP: &str = "usage: cargo xtask bench <sidecar|webhook|daemon> [ARGS...]\n\n\
+const BENCH_HELP: &str = "usage: cargo xtask bench <sidecar|webhook|daemon|controller> [ARGS...]\n\n\
      Runs `cargo bench -p faultline-<crate>` (ARGS go to cargo bench) and writes its table into\n\
      docs/benchmarks.md. The sidecar bench needs fio; the daemon bench needs root, containerd,\n\
-     runc, stress-ng and a static busybox (installed when missing, as root).";
+     runc, stress-ng and a static busybox (installed when missing, as root); the controller bench\n\
+     runs the local control plane (tests/cluster) with 5,000 pods on 100 node stand-ins.";
 
 /// Parses the command line completely: a bad task or argument is reported before anything is
 /// installed, and `--help` anywhere prints the task's help and does nothing else.
@@ -233,7 +235,7 @@ fn usage() -> &'static str {
      test [ARGS...]     install missing test dependencies, then fmt check, clippy, and the whole suite\n                     (ARGS go to nextest/cargo test)\n  \
      deps               only install the test dependencies\n  \
      crds               regenerate manifests/crds/*.yaml from the Rust types\n  \
-     bench <crate>      run the benchmarks of faultline-<crate> (sidecar, webhook, daemon)\n  \
+     bench <crate>      run the benchmarks of faultline-<crate> (sidecar, webhook, daemon, controller)\n  \
      cluster <action>   build|up|down|env: a real kube-apiserver + etcd on 127.0.0.1 for tests and demos"
 }
 
@@ -535,7 +537,7 @@ mod tests {
         for (line, want) in [
             (
                 "bench foo",
-                "no benchmarks for `foo`: choose one of sidecar, webhook, daemon",
+                "no benchmarks for `foo`: choose one of sidecar, webhook, daemon, controller",
             ),
             ("bench", "bench needs a crate name"),
             ("deploy", "unknown task `deploy`"),

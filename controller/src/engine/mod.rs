@@ -21,6 +21,7 @@ use kube::runtime::finalizer::{Event, finalizer};
 use kube::{Client, ResourceExt};
 
 mod dispatch;
+mod gone;
 mod lookup;
 mod status;
 mod step;
@@ -29,7 +30,7 @@ use status::write_status;
 
 use crate::daemon_client::Daemons;
 use crate::kinds::Chaos;
-use crate::lifecycle::{Goal, RecoverWhy, Situation, decide, started};
+use crate::lifecycle::{Goal, RENEW_EVERY, RecoverWhy, Situation, decide, started};
 use crate::metrics::Metrics;
 use crate::plan::Task;
 use crate::selection::PodInfo;
@@ -54,6 +55,37 @@ pub struct Ctx {
     pub recorder: Recorder,
     /// `--pod-events-per-pass`.
     pub pod_events_per_pass: usize,
+    /// When each experiment's faults were last sent in full.
+    pub renewals: Renewals,
+}
+
+/// When each experiment's lasting faults were last sent in full (in memory: a restarted
+/// controller renews at its first pass). Passes in between — most are the echo of the
+/// controller's own status write — leave injected targets alone, so an experiment over 5,000
+/// pods costs 5,000 daemon calls per [`RENEW_EVERY`], not per pass.
+#[derive(Default)]
+pub struct Renewals(std::sync::Mutex<BTreeMap<String, std::time::Instant>>);
+
+impl Renewals {
+    /// Whether `uid`'s renewals are due (none yet, or [`RENEW_EVERY`] less a second ago).
+    fn due(&self, uid: &str) -> bool {
+        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(uid)
+            .is_none_or(|t| t.elapsed() + Duration::from_secs(1) >= RENEW_EVERY)
+    }
+
+    fn passed(&self, uid: &str, goal: Goal, renewed: bool) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        match goal {
+            Goal::Injected { .. } if renewed => {
+                map.insert(uid.to_owned(), std::time::Instant::now());
+            }
+            Goal::Injected { .. } => {}
+            Goal::Recovered(_) => {
+                map.remove(uid);
+            }
+        }
+    }
 }
 
 /// Why a reconcile did not finish.
@@ -114,8 +146,12 @@ async fn publish(
 struct Pass<'a> {
     ctx: &'a Ctx,
     kind: &'static str,
+    /// The experiment's UID (fault ids derive from it).
+    uid: &'a str,
+    /// [`Chaos::RECOVER_GONE`].
+    recover_gone: Option<&'static str>,
     goal: Goal,
-    lasts: bool,
+    mode: step::Mode,
     now: &'a Time,
     reference: &'a ObjectReference,
 }
@@ -131,7 +167,7 @@ async fn drive(
     let Pass {
         ctx,
         goal,
-        lasts,
+        mode,
         now,
         ..
     } = *pass;
@@ -143,7 +179,7 @@ async fn drive(
     let mut sent: Vec<Option<step::Sent>> = vec![None; tasks.len()];
     let mut calls = Vec::new();
     for (i, (task, old)) in tasks.iter().zip(&olds).enumerate() {
-        match step::work(task, *old, goal, lasts) {
+        match step::work(task, *old, goal, mode) {
             step::Work::Skip => {}
             step::Work::Settled(result) => sent[i] = Some(result),
             step::Work::Call(call) => calls.push((i, call)),
@@ -164,22 +200,12 @@ async fn drive(
         records.push(o.record);
     }
     publish_outcomes(pass, pods, events).await;
-    // Records of targets that are gone (their pod was deleted): nothing left to recover.
     let have: BTreeSet<&str> = records.iter().map(|r| r.id.as_str()).collect();
-    let gone: Vec<TargetRecord> = old
+    let gone: Vec<&TargetRecord> = old
         .iter()
         .filter(|r| !have.contains(r.id.as_str()))
-        .map(|r| {
-            let mut r = r.clone();
-            if r.phase != RecordPhase::Recovered {
-                r.phase = RecordPhase::Recovered;
-                r.message = Some("the target pod is gone".into());
-                r.recovered_at = Some(now.clone());
-            }
-            r
-        })
         .collect();
-    records.extend(gone);
+    records.extend(gone::recover(pass, gone).await);
     records.sort_by(|a, b| a.id.cmp(&b.id));
     (records, retry)
 }
@@ -318,16 +344,23 @@ async fn run<K: Chaos>(obj: &K, ctx: &Ctx, deleting: bool) -> Result<Action, Rec
         Ok(Vec::new())
     };
     let tasks = obj.tasks(&uid, &pods, &peers);
+    let renew = ctx.renewals.due(&uid);
     let by_key: BTreeMap<String, PodInfo> = pods.into_iter().map(|p| (p.key(), p)).collect();
     let pass = Pass {
         ctx,
         kind: K::KIND,
+        uid: &uid,
+        recover_gone: K::RECOVER_GONE,
         goal,
-        lasts: obj.lasts(),
+        mode: step::Mode {
+            lasts: obj.lasts(),
+            renew,
+        },
         now: &now,
         reference: &reference,
     };
     let (records, retry) = drive(&pass, &tasks, &by_key, &old.records).await;
+    ctx.renewals.passed(&uid, goal, renew);
     let status = crate::lifecycle::status(&old, records, goal, obj.lasts(), &now);
     if status.phase != old.phase
         && let Some(phase) = status.phase

@@ -57,13 +57,22 @@ fn phase_of(old: Option<&TargetRecord>) -> RecordPhase {
     old.map_or(RecordPhase::Pending, |r| r.phase)
 }
 
-/// What moving `task` toward `goal` takes. Lasting faults are re-sent on every pass that
-/// injects (the daemon renews a known fault id's `ttl`); one-shot actions run once.
-pub(super) fn work(task: &Task, old: Option<&TargetRecord>, goal: Goal, lasts: bool) -> Work {
+/// How a pass treats targets that are injected already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Mode {
+    /// The fault lasts (vs a one-shot action, which runs once).
+    pub(super) lasts: bool,
+    /// Renewals are due: injected lasting faults are sent again (the daemon renews a known
+    /// fault id's `ttl`). Other passes leave them be.
+    pub(super) renew: bool,
+}
+
+/// What moving `task` toward `goal` takes.
+pub(super) fn work(task: &Task, old: Option<&TargetRecord>, goal: Goal, mode: Mode) -> Work {
     let was = phase_of(old);
     match goal {
         Goal::Injected { ttl } => {
-            if !lasts && was == RecordPhase::Injected {
+            if was == RecordPhase::Injected && !(mode.lasts && mode.renew) {
                 return Work::Skip;
             }
             match &task.inject {

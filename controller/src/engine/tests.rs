@@ -121,6 +121,7 @@ fn serve(fresh: Value) -> (Ctx, Seen) {
         policy: Arc::new(ArcSwap::from_pointee(Policy::default())),
         metrics,
         pod_events_per_pass: 100,
+        renewals: Default::default(),
     };
     (ctx, seen)
 }

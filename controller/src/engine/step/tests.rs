@@ -36,6 +36,19 @@ fn now() -> Time {
     Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH)
 }
 
+const RENEW: Mode = Mode {
+    lasts: true,
+    renew: true,
+};
+const LASTING: Mode = Mode {
+    lasts: true,
+    renew: false,
+};
+const ONE_SHOT: Mode = Mode {
+    lasts: false,
+    renew: true,
+};
+
 const INJECT: Goal = Goal::Injected {
     ttl: Some(Duration::from_secs(90)),
 };
@@ -44,9 +57,14 @@ const INJECT: Goal = Goal::Injected {
 fn a_lasting_fault_is_resent_with_its_ttl_every_pass() {
     let t = task(Ok(stress()), true);
     let injected = record(RecordPhase::Injected, None);
-    let Work::Call(Send::Daemon { params, .. }) = work(&t, Some(&injected), INJECT, true) else {
+    let Work::Call(Send::Daemon { params, .. }) = work(&t, Some(&injected), INJECT, RENEW) else {
         panic!("a renewal is sent");
     };
+    assert_eq!(
+        work(&t, Some(&injected), INJECT, LASTING),
+        Work::Skip,
+        "only when renewals are due"
+    );
     assert_eq!(params["ttl"], "90s");
     let o = outcome(&t, Some(&injected), INJECT, &now(), Some(Ok(())));
     assert!(o.event.is_none(), "a renewal is no news");
@@ -61,16 +79,16 @@ fn a_one_shot_action_runs_once() {
     };
     let t = task(Ok(kill), false);
     let done = record(RecordPhase::Injected, None);
-    assert_eq!(work(&t, Some(&done), INJECT, false), Work::Skip);
+    assert_eq!(work(&t, Some(&done), INJECT, ONE_SHOT), Work::Skip);
     // and has nothing to recover once done
     let recover = Goal::Recovered(RecoverWhy::Ended);
-    assert_eq!(work(&t, Some(&done), recover, false), Work::Skip);
+    assert_eq!(work(&t, Some(&done), recover, ONE_SHOT), Work::Skip);
 }
 
 #[test]
 fn an_uninjectable_target_fails_once_with_its_reason() {
     let t = task(Err("the pod has no fault sidecar".into()), true);
-    let w = work(&t, None, INJECT, true);
+    let w = work(&t, None, INJECT, LASTING);
     let Work::Settled(sent) = w else {
         panic!("{w:?}")
     };
@@ -117,7 +135,7 @@ fn a_pod_without_a_node_cannot_be_injected_by_a_daemon() {
     let mut t = task(Ok(stress()), true);
     t.node = None;
     assert!(matches!(
-        work(&t, None, INJECT, true),
+        work(&t, None, INJECT, LASTING),
         Work::Settled(Err((false, _)))
     ));
 }
