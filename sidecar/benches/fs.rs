@@ -3,8 +3,11 @@
 //!
 //! Workloads: sequential read/write 1 MiB, random read/write 4 KiB (psync, warm reads with
 //! `--invalidate=0` after one full read through the target), and create+stat+unlink of many
-//! 4 KiB files; with 0 rules and with 100 rules that match nothing. Targets alternate order;
-//! each figure is the median (min–max) of the per-round ratios. Also the `rules.set` → next-op round trip.
+//! 4 KiB files. Targets (`support/targets.rs`): raw, the sidecar in `--io-mode exact` and
+//! `fast`, each idle and with one non-matching rule, and libfuse's `passthrough_hp` (userspace
+//! and kernel passthrough) when `FAULTLINE_BENCH_PASSTHROUGH_HP` names its binary (or it is on
+//! PATH), all in one run; each figure is the median (min–max) of the per-round ratios. Also
+//! the `rules.set` → next-op round trip.
 //!
 //! With `FAULTLINE_BENCH_BASELINE=<binary>`: a before/after of that binary and this build under
 //! a matching latency rule (8 jobs of random 4 KiB reads, the sidecar's thread count) and the
@@ -12,7 +15,9 @@
 //!
 //! Env: `FAULTLINE_BENCH_SECS` (fio job length, default 5), `FAULTLINE_BENCH_ROUNDS` (3),
 //! `FAULTLINE_BENCH_FILES` (metadata files, 10000), `FAULTLINE_BENCH_DOCS` (a markdown file whose
-//! `## Sidecar` section is replaced with the results).
+//! `## Sidecar` section is replaced with the results), `FAULTLINE_BENCH_PASSTHROUGH_HP`
+//! (libfuse's `example/passthrough_hp`, built from libfuse ≥ 3.17 for its kernel passthrough;
+//! `FAULTLINE_BENCH_ONLY=<workload substring>` runs one workload).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -62,12 +67,13 @@ struct Sidecar {
 const BIN: &str = env!("CARGO_BIN_EXE_faultline-sidecar");
 
 impl Sidecar {
-    fn start(src: &Path, mnt: &Path) -> Self {
-        Self::start_bin(Path::new(BIN), src, mnt)
-    }
-
     /// `bin` is this build's binary or a baseline's (`FAULTLINE_BENCH_BASELINE`).
     fn start_bin(bin: &Path, src: &Path, mnt: &Path) -> Self {
+        Self::start_with(bin, src, mnt, &[])
+    }
+
+    /// This build with extra flags (`--io-mode fast`).
+    fn start_with(bin: &Path, src: &Path, mnt: &Path, extra: &[&str]) -> Self {
         let addr = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("port");
@@ -78,6 +84,7 @@ impl Sidecar {
             .arg(mnt)
             .arg("--rpc-listen")
             .arg(addr.to_string())
+            .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .spawn()
@@ -221,18 +228,6 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-fn non_matching_rules() -> Value {
-    let rules: Vec<Value> = (0..100)
-        .map(|i| match i % 4 {
-            0 => json!({"type": "latency", "path": format!("nomatch-{i}/**"), "latency": "10ms"}),
-            1 => json!({"type": "fault", "path": format!("nomatch-{i}/*.db"), "methods": ["read", "write"], "faults": [{"errno": 5}]}),
-            2 => json!({"type": "attrOverride", "path": format!("nomatch-{i}/**"), "attr": {"size": 1}}),
-            _ => json!({"type": "mistake", "path": format!("**/nomatch-{i}.bin"), "mistake": {"filling": "zero", "maxOccurrences": 1, "maxLength": 1}}),
-        })
-        .collect();
-    Value::Array(rules)
-}
-
 /// `rules.set` → the next open sees the new rule: p50/p99 in ms.
 fn round_trip(sc: &Sidecar, n: usize) -> (f64, f64) {
     let probe = sc.mnt.join("rt-probe");
@@ -258,13 +253,6 @@ fn round_trip(sc: &Sidecar, n: usize) -> (f64, f64) {
     (times[n / 2], times[(n * 99 / 100).min(n - 1)])
 }
 
-struct Row {
-    name: &'static str,
-    /// (median, min, max) of the per-round ratios, per rule configuration.
-    ratios: [(f64, f64, f64); 2],
-    anchor: &'static str,
-}
-
 fn spread(v: &[f64]) -> (f64, f64, f64) {
     let min = v.iter().copied().fold(f64::INFINITY, f64::min);
     let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
@@ -275,196 +263,9 @@ fn cell(r: (f64, f64, f64)) -> String {
     format!("{:.2} ({:.2}–{:.2})", r.0, r.1, r.2)
 }
 
+#[path = "support/targets.rs"]
+mod targets;
+
 fn main() {
-    if std::env::args().any(|a| a == "--list") {
-        return;
-    }
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        skip("needs root for FUSE mounts");
-    }
-    if !Path::new("/dev/fuse").exists() {
-        skip("/dev/fuse missing");
-    }
-    if Command::new("fio").arg("--version").output().is_err() {
-        skip("fio not installed (apt-get install fio)");
-    }
-    let secs = env_num("FAULTLINE_BENCH_SECS", 5);
-    let rounds = env_num("FAULTLINE_BENCH_ROUNDS", 3) as usize;
-    let files = env_num("FAULTLINE_BENCH_FILES", 10_000);
-
-    let work = tempfile::Builder::new()
-        .prefix("faultline-bench")
-        .tempdir_in("/var/tmp")
-        .expect("workdir");
-    let only = std::env::var("FAULTLINE_BENCH_ONLY").unwrap_or_default();
-    let ab = std::env::var_os("FAULTLINE_BENCH_BASELINE").map(|bin| {
-        let bin = PathBuf::from(bin);
-        assert!(
-            bin.is_file(),
-            "FAULTLINE_BENCH_BASELINE: no file {}",
-            bin.display()
-        );
-        let md = ab::run(&bin, work.path(), rounds, secs, files);
-        println!("{md}");
-        md
-    });
-    if only == "ab" {
-        return;
-    }
-    let raw = work.path().join("raw");
-    let src = work.path().join("src");
-    let mnt = work.path().join("mnt");
-    for d in [&raw, &src, &mnt] {
-        std::fs::create_dir(d).expect("mkdir");
-    }
-    // One data file per target, written once (same size, same filesystem).
-    for d in [&raw, &src] {
-        let st = Command::new("fio")
-            .args([
-                "--name=prep",
-                &format!("--filename={}", d.join("data").display()),
-                "--rw=write",
-                "--bs=1M",
-                &format!("--size={FILE_SIZE}"),
-                "--ioengine=psync",
-            ])
-            .stdout(Stdio::null())
-            .status()
-            .expect("prep fio");
-        assert!(st.success());
-    }
-    let sc = Sidecar::start(&src, &mnt);
-
-    let mut rows: Vec<Row> = Vec::new();
-    let anchors = ["0.82–0.89", "0.88–0.92", "0.19–0.20", "0.07–0.08"];
-    let mut raw_abs: Vec<String> = Vec::new();
-    for (ji, job) in JOBS.iter().enumerate() {
-        if !job.name.contains(only.as_str()) {
-            continue;
-        }
-        let mut ratios = [(0.0, 0.0, 0.0); 2];
-        for (ci, config) in ["0 rules", "100 non-matching rules"].iter().enumerate() {
-            if ci == 0 {
-                rpc(sc.addr, "rules.clear", json!({}));
-            } else {
-                rpc(sc.addr, "rules.set", json!({"rules": non_matching_rules()}));
-            }
-            let mut rs = Vec::new();
-            let mut raws = Vec::new();
-            for round in 0..rounds {
-                let (r, m) = if round % 2 == 0 {
-                    let r = fio(&raw, *job, secs);
-                    (r, fio(&mnt, *job, secs))
-                } else {
-                    let m = fio(&mnt, *job, secs);
-                    (fio(&raw, *job, secs), m)
-                };
-                rs.push(m / r);
-                raws.push(r);
-                eprintln!(
-                    "{:<22} {:<24} round {round}: raw {:>8.1} MiB/s, mount {:>8.1} MiB/s, ratio {:.3}",
-                    job.name,
-                    config,
-                    r / 1048576.0,
-                    m / 1048576.0,
-                    m / r
-                );
-            }
-            ratios[ci] = spread(&rs);
-            if ci == 0 {
-                raw_abs.push(format!("{:.0} MiB/s", median(raws) / 1048576.0));
-            }
-        }
-        rows.push(Row {
-            name: job.name,
-            ratios,
-            anchor: anchors[ji],
-        });
-    }
-    let mut meta = [(0.0, 0.0, 0.0); 2];
-    let configs = if "metadata".contains(only.as_str()) {
-        2
-    } else {
-        0
-    };
-    for (ci, config) in ["0 rules", "100 non-matching rules"]
-        .iter()
-        .enumerate()
-        .take(configs)
-    {
-        if ci == 0 {
-            rpc(sc.addr, "rules.clear", json!({}));
-        } else {
-            rpc(sc.addr, "rules.set", json!({"rules": non_matching_rules()}));
-        }
-        let mut rs = Vec::new();
-        let mut raws = Vec::new();
-        for round in 0..rounds {
-            let (r, m) = if round % 2 == 0 {
-                let r = metadata(&raw, files);
-                (r, metadata(&mnt, files))
-            } else {
-                let m = metadata(&mnt, files);
-                (metadata(&raw, files), m)
-            };
-            eprintln!(
-                "{:<22} {:<24} round {round}: raw {:>8.0} op/s, mount {:>8.0} op/s, ratio {:.3}",
-                "metadata",
-                config,
-                r,
-                m,
-                m / r
-            );
-            rs.push(m / r);
-            raws.push(r);
-        }
-        meta[ci] = spread(&rs);
-        if ci == 0 {
-            raw_abs.push(format!("{:.0} op/s", median(raws)));
-        }
-    }
-    if configs > 0 {
-        rows.push(Row {
-            name: "metadata create+stat+unlink",
-            ratios: meta,
-            anchor: "0.25–0.26",
-        });
-    }
-    let (p50, p99) = round_trip(&sc, 200);
-    drop(sc);
-
-    let mut md = String::new();
-    md.push_str("## Sidecar\n\n");
-    md.push_str(&format!(
-        "`cargo bench -p faultline-sidecar` ({}), fio {FILE_SIZE} file, psync, {secs} s jobs, warm reads (`--invalidate=0` after one full read through the target), metadata = create + stat + unlink of {files} 4 KiB files; ratio to the raw source directory on the same ext4 in the same run, median (min–max) of {rounds} alternating rounds; raw column: median absolute raw figure. Anchor: libfuse 3.19 `passthrough_hp` userspace data path, from MEASURE.md.\n\n",
-        faultline_e2e::bench::today()
-    ));
-    md.push_str("| workload | raw (abs.) | sidecar, 0 rules | sidecar, 100 non-matching rules | passthrough_hp |\n|---|---:|---:|---:|---:|\n");
-    for (i, r) in rows.iter().enumerate() {
-        md.push_str(&format!(
-            "| {} | {} | {} | {} | {} |\n",
-            r.name,
-            raw_abs.get(i).map(String::as_str).unwrap_or(""),
-            cell(r.ratios[0]),
-            cell(r.ratios[1]),
-            r.anchor
-        ));
-    }
-    md.push_str(&format!(
-        "\nRule update round trip (`rules.set` over HTTP → the next `open` sees the new rule), 200 updates: p50 {p50:.2} ms, p99 {p99:.2} ms (target p99 < 5 ms).\n"
-    ));
-    md.push_str(
-        "\nReading the table: warm reads of files no rule matches are served from the kernel page cache (`KEEP_CACHE`, attribute TTL), so they track raw; files a read rule matches are opened `direct_io` instead (exact faults, daemon speed). Writes are write-through — every `write(2)` reaches the daemon so write faults, delays and mistakes stay exact — which is why sequential and random writes sit far below raw's page-cache writes, at or above `passthrough_hp` (which uses the writeback cache). Rules are matched with one `GlobSet` pass over a cached inode path, so 100 non-matching rules stay within noise. The machine is shared and noisy (2 cores): ratios move by ±0.1 between runs.\n",
-    );
-    if let Some(ab) = ab {
-        md.push_str(&ab);
-    }
-    println!("\n{md}");
-    if let Ok(path) = std::env::var("FAULTLINE_BENCH_DOCS") {
-        if let Err(why) = faultline_e2e::bench::write_section(Path::new(&path), &md) {
-            panic!("FAULTLINE_BENCH_DOCS: {why}");
-        }
-        println!("wrote the ## Sidecar section of {path}");
-    }
+    targets::main();
 }

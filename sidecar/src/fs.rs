@@ -29,6 +29,7 @@ use crate::delay::{Delays, Shutdown};
 use crate::inject::{CompiledRule, Op, Plan};
 use crate::inode::{Inode, InodeTable};
 use crate::metrics::{MountMetrics, Outcome};
+use crate::passthrough::{IoMode, Passthrough, Route};
 use crate::rules::RuleStore;
 use crate::sys::{self, CallerCreds, cname};
 
@@ -37,12 +38,15 @@ use crate::sys::{self, CallerCreds, cname};
 pub(crate) struct FsOptions {
     /// Entry and attribute TTL for inodes no cache-relevant rule matches.
     pub ttl: Duration,
+    /// Whether files no rule matches at open are served by kernel passthrough.
+    pub io_mode: IoMode,
 }
 
 impl Default for FsOptions {
     fn default() -> Self {
         Self {
             ttl: Duration::from_secs(1),
+            io_mode: IoMode::Exact,
         }
     }
 }
@@ -55,6 +59,9 @@ struct Handle {
     cached: bool,
     /// The app asked for O_DIRECT: backing I/O needs aligned buffers.
     odirect: bool,
+    /// Counted by [`Passthrough::route`]: `Some(true)` served by kernel passthrough,
+    /// `Some(false)` by the daemon; `None` not counted (directories, `--io-mode exact`).
+    route: Option<bool>,
     /// Serialises seek + getdents on directory handles.
     dir: Mutex<()>,
 }
@@ -104,6 +111,8 @@ pub(crate) struct Inner {
     delays: Delays,
     /// Ops delayed by a latency rule and not yet answered.
     pub delayed: AtomicU64,
+    /// Kernel passthrough bookkeeping (`--io-mode fast`).
+    pub(crate) passthrough: Passthrough,
 }
 
 impl std::fmt::Debug for Inner {
@@ -305,6 +314,11 @@ impl Inner {
         let inode = self.inodes.get(id)?;
         let handle = fh.and_then(|fh| self.handle(fh).ok());
         if let Some(mode) = mode {
+            // A passthrough write never reaches us, so we could not drop these bits when
+            // another user writes through a handle already open (module passthrough).
+            if setid(mode) && self.passthrough.is_open(id) {
+                return Err(Errno::EBUSY);
+            }
             match &handle {
                 Some(h) => sys::fchmod(h.fd.as_fd(), mode & 0o7777)?,
                 None => sys::chmod_path(inode.fd(), mode & 0o7777)?,
@@ -382,10 +396,67 @@ impl Inner {
             ino: id,
             cached,
             odirect: flags & libc::O_DIRECT != 0,
+            route: None,
             dir: Mutex::new(()),
         })
     }
 
+    /// Opens regular file `id`: kernel passthrough when [`Passthrough::route`] says so, else the
+    /// daemon path (`cached`: page cache allowed). `register` turns an fd into a backing id.
+    fn open_file(
+        &self,
+        id: u64,
+        flags: i32,
+        register: impl FnOnce(std::os::fd::BorrowedFd<'_>) -> std::io::Result<fuser::BackingId>,
+    ) -> Result<(u64, Option<Arc<fuser::BackingId>>, bool), Errno> {
+        let inode = self.inodes.get(id)?;
+        let fd = sys::reopen(inode.fd(), flags)?;
+        self.file_handle(id, fd, flags, register)
+    }
+
+    /// Registers an open file of inode `id`: (handle, backing id if passthrough, cached).
+    fn file_handle(
+        &self,
+        id: u64,
+        fd: OwnedFd,
+        flags: i32,
+        register: impl FnOnce(std::os::fd::BorrowedFd<'_>) -> std::io::Result<fuser::BackingId>,
+    ) -> Result<(u64, Option<Arc<fuser::BackingId>>, bool), Errno> {
+        let path = || self.inodes.path_arc(id);
+        let cached = !self.rules.reads_touched(path);
+        let (backing, route) = if self.passthrough.enabled() {
+            let touched = self.rules.data_touched(path);
+            let setid = sys::fstat(fd.as_fd()).map_or(true, |st| setid(st.st_mode));
+            match self.passthrough.route(id, touched, setid, &fd, register) {
+                Route::Kernel(b) => (Some(b), Some(true)),
+                Route::Daemon => (None, Some(false)),
+            }
+        } else {
+            (None, None)
+        };
+        let handle = Handle {
+            fd,
+            ino: id,
+            cached,
+            odirect: flags & libc::O_DIRECT != 0,
+            route,
+            dir: Mutex::new(()),
+        };
+        let fh = self.add_handle(handle)?;
+        Ok((fh, backing, cached))
+    }
+
+    /// Releases handle `fh` (and its passthrough count).
+    fn release_handle(&self, fh: u64) {
+        if let Ok(h) = self.handle(fh)
+            && let Some(kernel) = h.route
+        {
+            self.passthrough.release(h.ino, kernel);
+        }
+        self.drop_handle(fh);
+    }
+
+    #[allow(clippy::type_complexity)]
     fn create(
         &self,
         req: (u32, u32),
@@ -393,8 +464,8 @@ impl Inner {
         name: &OsStr,
         mode: u32,
         flags: i32,
-        cached: bool,
-    ) -> Result<(FileAttr, u64), Errno> {
+        register: impl FnOnce(std::os::fd::BorrowedFd<'_>) -> std::io::Result<fuser::BackingId>,
+    ) -> Result<(FileAttr, u64, Option<Arc<fuser::BackingId>>, bool), Errno> {
         let p = self.inodes.get(parent)?;
         let c = cname(name)?;
         let fd = {
@@ -419,14 +490,8 @@ impl Inner {
             _ => sys::reopen(fd.as_fd(), libc::O_PATH)?,
         };
         let inode = self.inodes.remember(&st, path_fd, parent, name)?;
-        let fh = self.add_handle(Handle {
-            fd,
-            ino: inode.id,
-            cached,
-            odirect: flags & libc::O_DIRECT != 0,
-            dir: Mutex::new(()),
-        })?;
-        Ok((self.attr(inode.id, &st), fh))
+        let (fh, backing, cached) = self.file_handle(inode.id, fd, flags, register)?;
+        Ok((self.attr(inode.id, &st), fh, backing, cached))
     }
 
     fn read_into(
@@ -505,6 +570,23 @@ impl Inner {
         }
     }
 
+    /// After a rule change: count the files open in kernel passthrough that a loaded rule now
+    /// touches, and name each newly bypassed one in a warning (the rule cannot reach their
+    /// reads and writes until they are closed; `--io-mode exact` has no such handles).
+    pub(crate) fn warn_bypassed(&self) {
+        let fresh = self
+            .passthrough
+            .rules_changed(|ino| self.rules.data_touched(|| self.inodes.path_arc(ino)));
+        for (ino, handles) in fresh {
+            let path = self.inodes.path_arc(ino);
+            tracing::warn!(
+                path = %path.as_deref().unwrap_or("(unknown)"),
+                handles,
+                "a new rule matches a file open in kernel passthrough (--io-mode fast): its reads and writes bypass the rule until the file is closed and opened again"
+            );
+        }
+    }
+
     /// After a rule change: drop cached data, attributes and entries of every inode the kernel
     /// knows that a new cache-relevant rule matches.
     pub(crate) fn invalidate_for(&self, fresh: &[Arc<CompiledRule>]) {
@@ -579,6 +661,11 @@ impl PassthroughFs {
             std::io::Error::other(format!("fstat({}): errno {}", source.display(), e.code()))
         })?;
         sys::clear_umask();
+        let passthrough = Passthrough::new(
+            opts.io_mode,
+            metrics.passthrough.clone(),
+            metrics.bypassed.clone(),
+        );
         let inner = Arc::new(Inner {
             inodes: InodeTable::new(root, &st),
             handles: Handles::default(),
@@ -588,6 +675,7 @@ impl PassthroughFs {
             delays: Delays::new(&shutdown)?,
             shutdown,
             notifier: OnceLock::new(),
+            passthrough,
             opts,
             delayed: AtomicU64::new(0),
         });
@@ -595,6 +683,7 @@ impl PassthroughFs {
         inner.rules.set_hook(Box::new(move |_snap, fresh| {
             if let Some(inner) = weak.upgrade() {
                 inner.invalidate_for(fresh);
+                inner.warn_bypassed();
             }
         }));
         Ok(Self { inner })
@@ -673,6 +762,36 @@ fn req_creds(req: &Request) -> (u32, u32) {
     (req.uid(), req.gid())
 }
 
+/// Set-uid, or set-gid and group-executable: what a write by another user must drop.
+fn setid(mode: u32) -> bool {
+    mode & libc::S_ISUID != 0
+        || mode & (libc::S_ISGID | libc::S_IXGRP) == libc::S_ISGID | libc::S_IXGRP
+}
+
+/// Drops set-uid, and set-gid when group-executable (what the kernel drops on a write or
+/// truncate by a caller without CAP_FSETID), from the file behind `fd` (any fd, also `O_PATH`).
+fn kill_suidgid(fd: std::os::fd::BorrowedFd<'_>) -> Result<(), Errno> {
+    let st = sys::fstat(fd)?;
+    let mut mode = st.st_mode & 0o7777;
+    mode &= !libc::S_ISUID;
+    if st.st_mode & libc::S_IXGRP != 0 {
+        mode &= !libc::S_ISGID;
+    }
+    if mode != st.st_mode & 0o7777 {
+        sys::chmod_path(fd, mode)?;
+    }
+    Ok(())
+}
+
+/// Open flags of a daemon-path file handle.
+fn fopen(cached: bool) -> FopenFlags {
+    if cached {
+        FopenFlags::FOPEN_KEEP_CACHE
+    } else {
+        FopenFlags::FOPEN_DIRECT_IO
+    }
+}
+
 impl Filesystem for PassthroughFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         // Not FUSE_ATOMIC_O_TRUNC: with it the kernel sends O_TRUNC inside FUSE_OPEN, so the
@@ -690,10 +809,30 @@ impl Filesystem for PassthroughFs {
             InitFlags::FUSE_CACHE_SYMLINKS,
             InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP,
             InitFlags::FUSE_MAX_PAGES,
+            // The daemon clears set-uid/set-gid itself (FUSE_WRITE_KILL_SUIDGID on writes, a
+            // truncate by a non-root caller). In exchange the kernel marks the superblock
+            // SB_NOSEC and stops asking GETXATTR(security.capability) before every write(2):
+            // one round trip less per write on the daemon path, and the only one left on a
+            // passthrough write.
+            InitFlags::FUSE_HANDLE_KILLPRIV_V2,
         ];
         for flag in wanted {
             if config.add_capabilities(flag).is_err() {
                 tracing::debug!(?flag, "kernel lacks FUSE capability");
+            }
+        }
+        let pt = &self.inner.passthrough;
+        if pt.wanted() {
+            // Depth 2: the source may itself be on a stacked filesystem (overlayfs).
+            match (
+                config.add_capabilities(InitFlags::FUSE_PASSTHROUGH),
+                config.set_max_stack_depth(2),
+            ) {
+                (Ok(()), Ok(_)) => pt.enable(),
+                _ => tracing::warn!(
+                    abi = ?config.kernel_abi(),
+                    "--io-mode fast: the kernel does not offer FUSE passthrough (needs Linux >= 6.9): every file is served by the daemon"
+                ),
             }
         }
         let _ = config.set_max_write(1 << 20);
@@ -735,7 +874,7 @@ impl Filesystem for PassthroughFs {
 
     fn setattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         mode: Option<u32>,
         uid: Option<u32>,
@@ -752,9 +891,19 @@ impl Filesystem for PassthroughFs {
         reply: ReplyAttr,
     ) {
         let plan = self.plan_ino(Op::Setattr, ino.0);
+        // FUSE_HANDLE_KILLPRIV_V2: a truncate by a caller without CAP_FSETID must drop set-uid
+        // and set-gid (the kernel leaves it to us; fuser does not pass FATTR_KILL_SUIDGID, so
+        // "not root" stands for "without CAP_FSETID"). Our own truncate runs as root, which
+        // the source filesystem would let keep them.
+        let kill = size.is_some() && mode.is_none() && req.uid() != 0;
         self.serve(Op::Setattr, plan, move |fs, plan| {
             let r = plan.check().and_then(|()| {
-                fs.setattr(ino.0, mode, uid, gid, size, atime, mtime, fh.map(|f| f.0))
+                let a = fs.setattr(ino.0, mode, uid, gid, size, atime, mtime, fh.map(|f| f.0))?;
+                if kill && a.perm & 0o6000 != 0 {
+                    kill_suidgid(fs.inodes.get(ino.0)?.fd())?;
+                    return fs.getattr(ino.0, fh.map(|f| f.0));
+                }
+                Ok(a)
             });
             answer!(r, reply, |a| reply
                 .attr(&fs.ino_ttl(ino.0), &plan.attr(a, false)))
@@ -917,18 +1066,15 @@ impl Filesystem for PassthroughFs {
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let plan = self.plan_ino(Op::Open, ino.0);
-        let cached = !self
-            .inner
-            .rules
-            .reads_touched(|| self.inner.inodes.path_arc(ino.0));
         self.serve(Op::Open, plan, move |fs, plan| {
-            let r = plan.check().and_then(|()| fs.open(ino.0, flags.0, cached));
-            let fopen = if cached {
-                FopenFlags::FOPEN_KEEP_CACHE
-            } else {
-                FopenFlags::FOPEN_DIRECT_IO
-            };
-            answer!(r, reply, |fh| reply.opened(FileHandle(fh), fopen))
+            // Decided after any delay: the rules of that moment choose the route.
+            let r = plan
+                .check()
+                .and_then(|()| fs.open_file(ino.0, flags.0, |fd| reply.open_backing(fd)));
+            answer!(r, reply, |(fh, backing, cached)| match backing {
+                Some(b) => reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), &b),
+                None => reply.opened(FileHandle(fh), fopen(cached)),
+            })
         });
     }
 
@@ -969,16 +1115,22 @@ impl Filesystem for PassthroughFs {
         fh: FileHandle,
         offset: u64,
         data: &[u8],
-        _write_flags: WriteFlags,
+        write_flags: WriteFlags,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
         let plan = self.plan_ino(Op::Write, ino.0);
+        let kill = write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID);
         let work = move |fs: &Inner, plan: &Plan, data: &[u8], reply: ReplyWrite| {
-            let r = plan
-                .check()
-                .and_then(|()| fs.write(&*fs.handle(fh.0)?, offset, data, plan));
+            let r = plan.check().and_then(|()| {
+                let h = fs.handle(fh.0)?;
+                let n = fs.write(&h, offset, data, plan)?;
+                if kill {
+                    kill_suidgid(h.fd.as_fd())?;
+                }
+                Ok(n)
+            });
             answer!(r, reply, |n| reply.written(n as u32))
         };
         if plan.delay.is_zero() {
@@ -1022,7 +1174,7 @@ impl Filesystem for PassthroughFs {
         let plan = self.plan_ino(Op::Release, ino.0);
         self.serve(Op::Release, plan, move |fs, plan| {
             // The handle is released even when a rule fails the call: the kernel forgets it.
-            fs.drop_handle(fh.0);
+            fs.release_handle(fh.0);
             answer!(plan.check(), reply, |()| reply.ok())
         });
     }
@@ -1281,27 +1433,29 @@ impl Filesystem for PassthroughFs {
         reply: ReplyCreate,
     ) {
         let plan = self.plan_child(Op::Create, parent.0, name);
-        let cached = !self
-            .inner
-            .rules
-            .reads_touched(|| self.inner.inodes.child_path(parent.0, name));
         let (name, creds) = (name.to_os_string(), req_creds(req));
         self.serve(Op::Create, plan, move |fs, plan| {
-            let r = plan
-                .check()
-                .and_then(|()| fs.create(creds, parent.0, &name, mode, flags, cached));
-            let fopen = if cached {
-                FopenFlags::FOPEN_KEEP_CACHE
-            } else {
-                FopenFlags::FOPEN_DIRECT_IO
-            };
-            answer!(r, reply, |(a, fh)| reply.created(
-                &fs.ino_ttl(a.ino.0),
-                &plan.attr(a, true),
-                Generation(0),
-                FileHandle(fh),
-                fopen
-            ))
+            let r = plan.check().and_then(|()| {
+                fs.create(creds, parent.0, &name, mode, flags, |fd| {
+                    reply.open_backing(fd)
+                })
+            });
+            answer!(r, reply, |(a, fh, backing, cached)| {
+                let (ttl, attr) = (fs.ino_ttl(a.ino.0), plan.attr(a, true));
+                match backing {
+                    Some(b) => reply.created_passthrough(
+                        &ttl,
+                        &attr,
+                        Generation(0),
+                        FileHandle(fh),
+                        FopenFlags::empty(),
+                        &b,
+                    ),
+                    None => {
+                        reply.created(&ttl, &attr, Generation(0), FileHandle(fh), fopen(cached))
+                    }
+                }
+            })
         });
     }
 

@@ -30,6 +30,8 @@
 //! - [`rpc`]: jsonrpsee methods with strict params, `GET /ready`, `GET /metrics`; listeners
 //!   kept off the network (loopback only, socket mode 0600).
 //! - [`mount`]: stale/busy mountpoint handling, the multi-threaded session, clean unmount.
+//! - [`passthrough`]: `--io-mode exact|fast`; under `fast`, which opens the kernel serves by
+//!   FUSE passthrough, the per-inode backing ids, and the handles a later rule cannot reach.
 //! - [`client`], [`cli`]: the `rules …` and `status` subcommands.
 //!
 //! Each mount has its own filesystem, inode table, rule store, delay scheduler and FUSE session
@@ -63,6 +65,7 @@ pub(crate) mod inode;
 pub mod logs;
 pub(crate) mod metrics;
 pub(crate) mod mount;
+pub mod passthrough;
 pub mod rpc;
 pub(crate) mod rules;
 pub(crate) mod sync;
@@ -108,6 +111,8 @@ pub struct Config {
     /// `/dev/fuse` reader threads of each mount.
     pub threads: usize,
     pub ttl: Duration,
+    /// `exact` or `fast` (kernel passthrough for files no rule matches at open).
+    pub io_mode: passthrough::IoMode,
     /// How long an unmount may take at shutdown before the connection is aborted.
     pub unmount_timeout: Duration,
 }
@@ -296,7 +301,10 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
             v.rules.clone(),
             v.metrics.clone(),
             shutdown.clone(),
-            FsOptions { ttl: cfg.ttl },
+            FsOptions {
+                ttl: cfg.ttl,
+                io_mode: cfg.io_mode,
+            },
         )?;
         let _ = v.fs.set(fs.inner().clone());
         filesystems.push(fs);

@@ -58,6 +58,12 @@ struct Cli {
     /// Entry/attribute cache TTL in milliseconds for paths no rule touches.
     #[arg(long, default_value_t = 1000)]
     cache_ttl_ms: u64,
+    /// How files are served: `exact` (every read and write reaches the rules, also on files
+    /// opened before a rule arrives) or `fast` (files no rule matches at open go through kernel
+    /// FUSE passthrough at near-raw speed; a rule arriving later cannot reach those open
+    /// handles until they are closed — counted and logged). See docs/sidecar.md.
+    #[arg(long, default_value = "exact", env = "FAULTLINE_IO_MODE")]
+    io_mode: faultline_sidecar::passthrough::IoMode,
     /// Log format.
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -139,6 +145,7 @@ fn main() -> ExitCode {
         seed: cli.seed,
         threads: cli.threads,
         ttl: Duration::from_millis(cli.cache_ttl_ms),
+        io_mode: cli.io_mode,
         unmount_timeout: Duration::from_millis(800),
     };
     match faultline_sidecar::run(cfg) {

@@ -82,6 +82,8 @@ pub(crate) struct Metrics {
     faults: Family<FaultLabels, Counter>,
     rules: Family<MountLabels, Gauge>,
     generation: Gauge,
+    passthrough: Family<MountLabels, Gauge>,
+    bypassed: Family<MountLabels, Gauge>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -107,6 +109,8 @@ impl Metrics {
         let faults = Family::<FaultLabels, Counter>::default();
         let rules = Family::<MountLabels, Gauge>::default();
         let generation = Gauge::default();
+        let passthrough = Family::<MountLabels, Gauge>::default();
+        let bypassed = Family::<MountLabels, Gauge>::default();
         registry.register("ops", "FUSE operations served", ops.clone());
         registry.register(
             "op_errors",
@@ -134,6 +138,16 @@ impl Metrics {
             "Rule generation (every change on any mount raises it)",
             generation.clone(),
         );
+        registry.register(
+            "passthrough_handles",
+            "Open handles served by kernel FUSE passthrough (--io-mode fast): their reads and writes never reach the daemon",
+            passthrough.clone(),
+        );
+        registry.register(
+            "bypassed_handles",
+            "Passthrough handles of files a loaded rule touches (reads/writes): the rule cannot apply to them until they are closed",
+            bypassed.clone(),
+        );
         Self {
             registry,
             ops,
@@ -143,6 +157,8 @@ impl Metrics {
             faults,
             rules,
             generation,
+            passthrough,
+            bypassed,
         }
     }
 
@@ -172,6 +188,12 @@ impl Metrics {
                 mount: mount.to_owned(),
             }),
             generation: self.generation.clone(),
+            passthrough: self.passthrough.get_or_create_owned(&MountLabels {
+                mount: mount.to_owned(),
+            }),
+            bypassed: self.bypassed.get_or_create_owned(&MountLabels {
+                mount: mount.to_owned(),
+            }),
             counts: Op::ALL.iter().map(|_| AtomicU64::new(0)).collect(),
             error_counts: Op::ALL.iter().map(|_| AtomicU64::new(0)).collect(),
             injected_counts: Op::ALL.iter().map(|_| AtomicU64::new(0)).collect(),
@@ -200,6 +222,10 @@ pub(crate) struct MountMetrics {
     pub rules: Gauge,
     /// The sidecar-wide generation.
     pub generation: Gauge,
+    /// Handles open in kernel passthrough.
+    pub passthrough: Gauge,
+    /// Passthrough handles a loaded rule touches (the rule cannot reach them).
+    pub bypassed: Gauge,
     counts: Vec<AtomicU64>,
     error_counts: Vec<AtomicU64>,
     injected_counts: Vec<AtomicU64>,

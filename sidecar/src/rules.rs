@@ -287,6 +287,16 @@ impl RuleStore {
         self.any_matching(Op::Read.bit(), CompiledRule::touches_reads, path)
     }
 
+    /// Whether some rule can touch reads or writes of `path` (such files are never opened in
+    /// kernel passthrough: those reads and writes would not reach the rule).
+    pub(crate) fn data_touched<S: AsRef<str>>(&self, path: impl FnOnce() -> Option<S>) -> bool {
+        self.any_matching(
+            Op::Read.bit() | Op::Write.bit(),
+            CompiledRule::touches_data_ops,
+            path,
+        )
+    }
+
     /// Whether some rule touching cached results matches `path` (replies get TTL 0).
     pub(crate) fn volatile<S: AsRef<str>>(&self, path: impl FnOnce() -> Option<S>) -> bool {
         self.any_matching(

@@ -266,6 +266,12 @@ impl CompiledRule {
         self.spec.kind != IoFaultType::AttrOverride && self.applies_to(Op::Read)
     }
 
+    /// Applies to reads or writes (kernel passthrough would bypass it).
+    pub(crate) fn touches_data_ops(&self) -> bool {
+        self.spec.kind != IoFaultType::AttrOverride
+            && (self.applies_to(Op::Read) || self.applies_to(Op::Write))
+    }
+
     pub(crate) fn expired(&self, now: Instant) -> bool {
         self.expires_at.is_some_and(|t| t <= now)
     }

@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::{
 };
 
 use super::status::{InjectedVolume, RedirectedMount};
-use super::template::{Mode, Template};
+use super::template::{IoMode, Mode, Template};
 use super::{SIDECAR_NAME, SOURCE_ROOT};
 
 /// `faultline-sidecar probe --rpc-listen 127.0.0.1:<port>`: exits 0 once every mount is live
@@ -71,8 +71,9 @@ fn app_mount(volume: &str, m: &RedirectedMount) -> Option<String> {
 }
 
 /// The sidecar's arguments: `--mount SOURCE:MOUNTPOINT:NAME` per volume, each followed by its
-/// `--app-mount`s (once each), then `--rpc-listen`.
-fn args(volumes: &[InjectedVolume], rpc_port: u16) -> Vec<String> {
+/// `--app-mount`s (once each), then `--rpc-listen`, then `--io-mode fast` when the template
+/// asks for it (`exact` is the sidecar's default, so pods injected before stay as they were).
+fn args(volumes: &[InjectedVolume], rpc_port: u16, io_mode: IoMode) -> Vec<String> {
     let mut args = Vec::new();
     for v in volumes {
         args.push("--mount".to_owned());
@@ -91,6 +92,10 @@ fn args(volumes: &[InjectedVolume], rpc_port: u16) -> Vec<String> {
     }
     args.push("--rpc-listen".to_owned());
     args.push(format!("127.0.0.1:{rpc_port}"));
+    if io_mode != IoMode::Exact {
+        args.push("--io-mode".to_owned());
+        args.push(io_mode.as_str().to_owned());
+    }
     args
 }
 
@@ -121,7 +126,7 @@ pub(super) fn container(template: &Template, volumes: &[InjectedVolume]) -> Cont
         image: Some(template.image.clone()),
         image_pull_policy: Some(template.image_pull_policy.clone()),
         command: Some(vec!["faultline-sidecar".to_owned()]),
-        args: Some(args(volumes, rpc_port)),
+        args: Some(args(volumes, rpc_port, template.io_mode)),
         env: (!template.env.is_empty()).then(|| template.env.clone()),
         resources: Some(template.resources.clone()),
         security_context: Some(SecurityContext {
@@ -222,6 +227,7 @@ mod tests {
                 volume("logs", vec![]),
             ],
             65533,
+            IoMode::Exact,
         );
         assert_eq!(
             args,
@@ -237,6 +243,12 @@ mod tests {
                 "--rpc-listen",
                 "127.0.0.1:65533"
             ]
+        );
+        let fast = super::args(&[volume("data", vec![])], 65533, IoMode::Fast);
+        assert_eq!(
+            fast[fast.len() - 2..],
+            ["--io-mode".to_owned(), "fast".to_owned()],
+            "{fast:?}"
         );
     }
 }

@@ -29,6 +29,35 @@ impl Mode {
     }
 }
 
+/// How the sidecar serves the app's reads and writes (`ioMode`, passed as `--io-mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum IoMode {
+    /// Every read and write reaches the sidecar's rules, also on files the app opened before a
+    /// rule arrived (databases keep their files open for their whole life); writes cost a FUSE
+    /// round trip each.
+    #[default]
+    Exact,
+    /// Files no rule matches when they are opened are served by kernel FUSE passthrough, at
+    /// near-raw speed; a rule arriving later does not reach the handles already open (the
+    /// sidecar counts and logs them) until the app closes and reopens the file.
+    Fast,
+}
+
+impl IoMode {
+    /// `exact` / `fast`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IoMode::Exact => "exact",
+            IoMode::Fast => "fast",
+        }
+    }
+
+    fn is_exact(&self) -> bool {
+        *self == IoMode::Exact
+    }
+}
+
 /// The injection template (`--injection FILE`; absent = [`Template::default`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
@@ -45,6 +74,10 @@ pub struct Template {
     pub resources: ResourceRequirements,
     /// Extra environment of the sidecar.
     pub env: Vec<k8s_openapi::api::core::v1::EnvVar>,
+    /// `exact` (default) or `fast`; see [`IoMode`] and docs/sidecar.md. Left out of the
+    /// canonical JSON when `exact`, so templates that do not set it keep their hash.
+    #[serde(skip_serializing_if = "IoMode::is_exact")]
+    pub io_mode: IoMode,
 }
 
 impl Default for Template {
@@ -64,6 +97,7 @@ impl Default for Template {
                 ..Default::default()
             },
             env: Vec::new(),
+            io_mode: IoMode::Exact,
         }
     }
 }
@@ -192,5 +226,21 @@ mod tests {
             "t.yaml: rpcPort: must be between 1024 and 65535"
         );
         assert_ne!(Template::default().hash(), t.hash());
+    }
+
+    #[test]
+    fn io_mode_defaults_to_exact_and_changes_the_hash_only_when_set() {
+        let exact = Template::from_yaml("ioMode: exact\n", "t.yaml").expect("parse");
+        assert_eq!(exact.io_mode, IoMode::Exact);
+        assert_eq!(exact.hash(), Template::default().hash());
+        let fast = Template::from_yaml("ioMode: fast\n", "t.yaml").expect("parse");
+        assert_eq!(fast.io_mode, IoMode::Fast);
+        assert_ne!(fast.hash(), Template::default().hash());
+        let err = Template::from_yaml("ioMode: turbo\n", "t.yaml").unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("t.yaml: ioMode: unknown variant `turbo`"),
+            "{err}"
+        );
     }
 }
