@@ -14,6 +14,9 @@ use crate::kinds::Chaos;
 use crate::selection::{Limits, PodInfo, namespaces, select};
 use faultline_api::peer::{Peer, PeerHost};
 
+/// Records' pods that no longer match the selector's labels, read one by one up to this many.
+const ONE_BY_ONE: usize = 20;
+
 pub(super) fn pod_info(pod: &Pod) -> PodInfo {
     let status = pod.status.clone().unwrap_or_default();
     let ids: BTreeMap<String, Option<String>> = status
@@ -110,7 +113,9 @@ pub(super) async fn targets<K: Chaos>(
             select(&pods, &nodes, scope, ns, uid, &limits(&policy)).map_err(|e| e.to_string())
         );
     }
-    // Records name `ns/pod[/container]`: their pods, wherever they are now.
+    // Records name `ns/pod[/container]`: their pods, wherever they are now. Most still carry
+    // the selector's labels: one labelled list per namespace finds them; the few that do not
+    // any more are read one by one, and only when many are missing is every pod listed.
     let keys: BTreeSet<String> = status
         .records
         .iter()
@@ -120,11 +125,36 @@ pub(super) async fn targets<K: Chaos>(
         keys.iter()
             .filter_map(|k| k.split('/').next().map(str::to_owned)),
     );
-    let pods = list_pods(&ctx.client, &reach, &BTreeMap::new()).await?;
-    Ok(Ok(pods
+    let labelled = list_pods(&ctx.client, &reach, &scope.selector.label_selectors).await?;
+    let mut found: Vec<PodInfo> = labelled
         .into_iter()
         .filter(|p| keys.contains(&p.key()))
-        .collect()))
+        .collect();
+    let have: BTreeSet<String> = found.iter().map(PodInfo::key).collect();
+    let missing: Vec<&String> = keys.iter().filter(|k| !have.contains(*k)).collect();
+    if missing.len() > ONE_BY_ONE {
+        let all = list_pods(&ctx.client, &reach, &BTreeMap::new()).await?;
+        found = all
+            .into_iter()
+            .filter(|p| keys.contains(&p.key()))
+            .collect();
+    } else {
+        for key in missing {
+            let Some((namespace, name)) = key.split_once('/') else {
+                continue;
+            };
+            let api: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
+            // Gone (404) is fine: the record counts as recovered.
+            if let Some(pod) = api
+                .get_opt(name)
+                .await
+                .map_err(kube_err(format!("read pod {key}")))?
+            {
+                found.push(pod_info(&pod));
+            }
+        }
+    }
+    Ok(Ok(found))
 }
 
 /// NetworkChaos partition peers, in the daemon's canonical form: the IPs of the `target`

@@ -276,6 +276,7 @@ async fn run<K: Chaos>(obj: &K, ctx: &Ctx, deleting: bool) -> Result<Action, Rec
     let reference = obj.object_ref(&());
     let old = obj.status().cloned().unwrap_or_default();
     let now = Time(Timestamp::now());
+    let began = std::time::Instant::now();
     let annotation = |key: &str| obj.annotations().get(key).is_some_and(|v| v == "true");
     let situation = Situation {
         lasts: obj.lasts(),
@@ -362,6 +363,21 @@ async fn run<K: Chaos>(obj: &K, ctx: &Ctx, deleting: bool) -> Result<Action, Rec
     let (records, retry) = drive(&pass, &tasks, &by_key, &old.records).await;
     ctx.renewals.passed(&uid, goal, renew);
     let status = crate::lifecycle::status(&old, records, goal, obj.lasts(), &now);
+    if status != old {
+        let count = |p: RecordPhase| status.records.iter().filter(|r| r.phase == p).count();
+        tracing::info!(
+            kind = K::KIND,
+            namespace = %ns,
+            name = %obj.name_any(),
+            goal = ?goal,
+            targets = status.records.len(),
+            injected = count(RecordPhase::Injected),
+            recovered = count(RecordPhase::Recovered),
+            failed = count(RecordPhase::Failed),
+            took_ms = began.elapsed().as_millis() as u64,
+            "pass"
+        );
+    }
     if status.phase != old.phase
         && let Some(phase) = status.phase
     {
