@@ -45,7 +45,7 @@ pub(crate) struct FsOptions {
 impl Default for FsOptions {
     fn default() -> Self {
         Self {
-            ttl: Duration::from_secs(1),
+            ttl: Duration::from_secs(10),
             io_mode: IoMode::Exact,
         }
     }

@@ -55,8 +55,10 @@ struct Cli {
     /// /dev/fuse reader threads of each mount.
     #[arg(long, default_value_t = 4)]
     threads: usize,
-    /// Entry/attribute cache TTL in milliseconds for paths no rule touches.
-    #[arg(long, default_value_t = 1000)]
+    /// Entry/attribute cache TTL in milliseconds for paths no rule touches. Rule changes
+    /// invalidate what they touch at once, so the TTL only bounds how late changes made to
+    /// the source *behind* the mount are seen.
+    #[arg(long, default_value_t = 10_000)]
     cache_ttl_ms: u64,
     /// How files are served: `exact` (every read and write reaches the rules, also on files
     /// opened before a rule arrives) or `fast` (files no rule matches at open go through kernel

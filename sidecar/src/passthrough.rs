@@ -160,14 +160,18 @@ impl Passthrough {
             self.handles.inc();
             if touched {
                 if !io.bypassed {
+                    // Normally marked by `rules_changed` already (with the path in its
+                    // warning); this is an open racing the rule change. Later opens of an
+                    // inode already marked are counted, not logged again: an app reopening
+                    // its file in a loop would flood the log.
                     io.bypassed = true;
                     self.bypassed.inc_by(io.passthrough as i64 - 1);
+                    tracing::warn!(
+                        ino,
+                        "file opened in passthrough although a rule matches it: other handles of it are open in passthrough, so its reads and writes bypass the rule until all are closed"
+                    );
                 }
                 self.bypassed.inc();
-                tracing::warn!(
-                    ino,
-                    "file opened in passthrough although a rule matches it: other handles of it are open in passthrough, so its reads and writes bypass the rule until all are closed"
-                );
             }
             return Route::Kernel(backing.clone());
         }
