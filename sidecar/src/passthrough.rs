@@ -95,6 +95,8 @@ pub(crate) struct Passthrough {
     /// `fast` mode and the kernel granted FUSE_PASSTHROUGH (set at INIT).
     enabled: AtomicBool,
     wanted: bool,
+    /// The first failed backing-file registration was logged as a warning.
+    warned: AtomicBool,
     inodes: Mutex<HashMap<u64, InodeIo>>,
     /// `faultline_sidecar_passthrough_handles{mount}`.
     pub(crate) handles: Gauge,
@@ -115,6 +117,7 @@ impl Passthrough {
         Self {
             enabled: AtomicBool::new(false),
             wanted: mode == IoMode::Fast,
+            warned: AtomicBool::new(false),
             inodes: Mutex::new(HashMap::new()),
             handles,
             bypassed,
@@ -190,8 +193,14 @@ impl Passthrough {
             }
             Err(err) => {
                 // E.g. a source on a stacked filesystem deeper than max_stack_depth, or no
-                // CAP_SYS_ADMIN: this file is served by the daemon, faults stay exact.
-                tracing::debug!(ino, %err, "FUSE_DEV_IOC_BACKING_OPEN failed: daemon path");
+                // CAP_SYS_ADMIN in the initial user namespace: this file is served by the
+                // daemon, faults stay exact. Said once as a warning (it is likely to repeat
+                // for every file), then at debug.
+                if self.warned.swap(true, Ordering::Relaxed) {
+                    tracing::debug!(ino, %err, "FUSE_DEV_IOC_BACKING_OPEN failed: daemon path");
+                } else {
+                    tracing::warn!(ino, %err, "--io-mode fast: registering a backing file (ioctl FUSE_DEV_IOC_BACKING_OPEN, needs CAP_SYS_ADMIN) failed: such files are served by the daemon");
+                }
                 io.daemon += 1;
                 Route::Daemon
             }
