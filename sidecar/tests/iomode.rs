@@ -266,3 +266,59 @@ fn a_write_by_another_user_drops_setuid_in_both_modes() {
         drop(held);
     }
 }
+
+/// The same file alternating between the daemon path (page cache of the mount, `KEEP_CACHE`)
+/// and kernel passthrough (page cache of the source): data written on one path is what the
+/// other reads, in both directions — a passthrough open drops the mount's old pages.
+#[test]
+fn fast_data_stays_coherent_when_a_file_changes_path() {
+    require_fuse!();
+    let Some(sc) = fast_sidecar(25) else { return };
+    // A write-only rule: the file goes to the daemon path, with its reads cached.
+    let write_rule =
+        json!([{"type": "latency", "path": "f", "methods": ["write"], "latency": "1ms"}]);
+    std::fs::write(sc.s("f"), vec![b'A'; 8192]).unwrap();
+    let mut buf = vec![0u8; 8192];
+    for round in 0..3u8 {
+        sc.set_rules(write_rule.clone());
+        let f = rw(&sc.m("f"));
+        assert_eq!(gauge(&sc, "passthrough_handles"), 0);
+        f.read_exact_at(&mut buf, 0).unwrap();
+        let expect = if round == 0 { b'A' } else { b'P' + round - 1 };
+        assert_eq!(
+            buf,
+            vec![expect; 8192],
+            "round {round}: daemon path reads what passthrough wrote"
+        );
+        f.write_all_at(&vec![b'D'; 8192], 0).unwrap();
+        f.read_exact_at(&mut buf, 0).unwrap(); // cached in the mount's page cache
+        drop(f);
+        sc.call("rules.clear", json!({}));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let f = rw(&sc.m("f"));
+            if gauge(&sc, "passthrough_handles") == 1 {
+                f.read_exact_at(&mut buf, 0).unwrap();
+                assert_eq!(
+                    buf,
+                    vec![b'D'; 8192],
+                    "round {round}: passthrough reads what the daemon path wrote"
+                );
+                f.write_all_at(&vec![b'P' + round; 8192], 0).unwrap();
+                break;
+            }
+            // The daemon-path handle's RELEASE has not arrived yet: this open went to the daemon.
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: never opened in passthrough"
+            );
+            drop(f);
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while gauge(&sc, "passthrough_handles") != 0 {
+            assert!(Instant::now() < deadline, "passthrough handle not released");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
