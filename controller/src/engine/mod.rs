@@ -185,9 +185,15 @@ async fn drive(
             step::Work::Call(call) => calls.push((i, call)),
         }
     }
+    let (sending, began) = (calls.len(), std::time::Instant::now());
     for (i, result) in dispatch::send_all(ctx, calls).await {
         sent[i] = Some(result);
     }
+    tracing::debug!(
+        calls = sending,
+        took_ms = began.elapsed().as_millis() as u64,
+        "sent"
+    );
     let mut retry = false;
     let mut records = Vec::with_capacity(tasks.len());
     let mut events = Vec::new();
@@ -199,7 +205,13 @@ async fn drive(
         }
         records.push(o.record);
     }
+    let (telling, began) = (events.len(), std::time::Instant::now());
     publish_outcomes(pass, pods, events).await;
+    tracing::debug!(
+        events = telling,
+        took_ms = began.elapsed().as_millis() as u64,
+        "told"
+    );
     let have: BTreeSet<&str> = records.iter().map(|r| r.id.as_str()).collect();
     let gone: Vec<&TargetRecord> = old
         .iter()

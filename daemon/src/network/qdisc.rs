@@ -24,8 +24,8 @@ use netlink_packet_route::tc::{TcAttribute, TcMessage};
 use super::ack::{AckError, Connection, Nack};
 use super::compose::Shaping;
 use super::tc::{
-    EncodeError, NetemOptions, Psched, Qdisc, QdiscAddr, TC_H_ROOT, TbfLimit, TbfOptions,
-    add_qdisc, del_qdisc, handle, to_bytes,
+    EncodeError, Psched, Qdisc, QdiscAddr, TC_H_ROOT, TbfLimit, TbfOptions, add_qdisc, del_qdisc,
+    handle, to_bytes,
 };
 
 pub(crate) const TBF_HANDLE: u32 = handle(0xfa17, 0);
@@ -179,25 +179,6 @@ fn tbf_options(t: &faultline_api::convert::network::TbfParams) -> TbfOptions {
     }
 }
 
-fn netem_options(n: &faultline_api::convert::network::NetemParams) -> NetemOptions {
-    NetemOptions {
-        latency_ns: n.latency_ns,
-        jitter_ns: n.jitter_ns,
-        delay_correlation: n.delay_correlation,
-        loss: n.loss,
-        loss_correlation: n.loss_correlation,
-        duplicate: n.duplicate,
-        duplicate_correlation: n.duplicate_correlation,
-        reorder: n.reorder,
-        reorder_correlation: n.reorder_correlation,
-        gap: n.gap,
-        corrupt: n.corrupt,
-        corrupt_correlation: n.corrupt_correlation,
-        rate_bytes_per_sec: n.rate_bytes_per_sec,
-        limit_packets: n.limit_packets,
-    }
-}
-
 /// Makes `device`'s qdiscs carry `shaping` (nothing of ours when it is empty). On an error
 /// nothing of ours is left on the device.
 pub(crate) fn install(
@@ -229,20 +210,10 @@ pub(crate) fn install(
     match (&shaping.bandwidth, &shaping.netem) {
         (None, None) => Ok(()),
         (Some(t), None) => s.add(TC_H_ROOT, TBF_HANDLE, Qdisc::Tbf(tbf_options(t)), psched),
-        (None, Some(n)) => s.add(
-            TC_H_ROOT,
-            NETEM_HANDLE,
-            Qdisc::Netem(netem_options(n)),
-            psched,
-        ),
+        (None, Some(n)) => s.add(TC_H_ROOT, NETEM_HANDLE, Qdisc::Netem(*n), psched),
         (Some(t), Some(n)) => {
             s.add(TC_H_ROOT, TBF_HANDLE, Qdisc::Tbf(tbf_options(t)), psched)?;
-            let child = s.add(
-                handle(0xfa17, 1),
-                NETEM_HANDLE,
-                Qdisc::Netem(netem_options(n)),
-                psched,
-            );
+            let child = s.add(handle(0xfa17, 1), NETEM_HANDLE, Qdisc::Netem(*n), psched);
             if child.is_err() {
                 // Nothing half-applied: the tbf goes too.
                 let _ = s.delete_root(TBF_HANDLE);

@@ -20,7 +20,7 @@ use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::tc::{TcAttribute, TcHandle, TcHeader, TcMessage};
 use thiserror::Error;
 
-pub use netem::{NetemError, NetemOptions};
+pub use netem::{NetemError, NetemParams};
 pub use psched::{Psched, PschedError};
 pub use tbf::{TbfError, TbfLimit, TbfOptions};
 
@@ -47,7 +47,7 @@ pub struct QdiscAddr {
 /// A qdisc to add, with its options.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Qdisc {
-    Netem(NetemOptions),
+    Netem(NetemParams),
     Tbf(TbfOptions),
 }
 
@@ -83,7 +83,9 @@ pub fn add_qdisc(
     psched: Psched,
 ) -> Result<NetlinkMessage<RouteNetlinkMessage>, EncodeError> {
     let options = match qdisc {
-        Qdisc::Netem(netem) => TcAttribute::Other(DefaultNla::new(TCA_OPTIONS, netem.encode()?)),
+        Qdisc::Netem(netem) => {
+            TcAttribute::Other(DefaultNla::new(TCA_OPTIONS, netem::encode(netem)?))
+        }
         Qdisc::Tbf(tbf) => TcAttribute::Options(tbf.encode(psched)?),
     };
     let attributes = vec![TcAttribute::Kind(qdisc.kind().to_owned()), options];

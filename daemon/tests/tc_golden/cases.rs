@@ -2,7 +2,7 @@
 //! request we build for the same parameters. The regeneration test runs the command lines; the
 //! comparison test builds ours. One table, so the two cannot drift apart.
 
-use faultline_daemon::network::tc::{NetemOptions, Qdisc, TC_H_ROOT, TbfLimit, TbfOptions, handle};
+use faultline_daemon::network::tc::{NetemParams, Qdisc, TC_H_ROOT, TbfLimit, TbfOptions, handle};
 
 /// Our tbf handle in these fixtures, and the netem one (a child of tbf's class 1 or the root).
 pub(crate) const TBF: u32 = handle(0xfa17, 0);
@@ -39,7 +39,7 @@ pub(crate) fn pct(percent: &str) -> u32 {
 
 const MS: u64 = 1_000_000;
 
-fn netem(name: &'static str, tc: &'static str, set: impl FnOnce(&mut NetemOptions)) -> Case {
+fn netem(name: &'static str, tc: &'static str, set: impl FnOnce(&mut NetemParams)) -> Case {
     netem_at(name, tc, TC_H_ROOT, set)
 }
 
@@ -47,11 +47,11 @@ fn netem_at(
     name: &'static str,
     tc: &'static str,
     parent: u32,
-    set: impl FnOnce(&mut NetemOptions),
+    set: impl FnOnce(&mut NetemParams),
 ) -> Case {
-    let mut o = NetemOptions {
+    let mut o = NetemParams {
         limit_packets: 1000,
-        ..NetemOptions::default()
+        ..NetemParams::default()
     };
     set(&mut o);
     Case {

@@ -15,7 +15,7 @@ use std::collections::BTreeSet;
 use cases::{Case, NETEM, Op, cases, pct};
 use faultline_api::convert::network::probability;
 use faultline_daemon::network::tc::{
-    NetemOptions, Psched, Qdisc, QdiscAddr, TC_H_ROOT, add_qdisc, del_qdisc, to_bytes,
+    NetemParams, Psched, Qdisc, QdiscAddr, TC_H_ROOT, add_qdisc, del_qdisc, to_bytes,
 };
 use fixture::Fixture;
 
@@ -131,11 +131,11 @@ fn duplicate_correlation_is_kept_unlike_tc() {
         .find(|c| c.name == "duplicate_corr_only")
         .unwrap();
     let fixture = load(&case);
-    let netem = NetemOptions {
+    let netem = NetemParams {
         limit_packets: 1000,
         duplicate: pct("1"),
         duplicate_correlation: pct("30"),
-        ..NetemOptions::default()
+        ..NetemParams::default()
     };
     let addr = QdiscAddr {
         ifindex: fixture.ifindex,

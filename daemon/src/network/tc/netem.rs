@@ -39,29 +39,10 @@ const TCA_NETEM_JITTER64: u16 = 11;
 /// `sizeof(struct tc_netem_qopt)`: six `__u32`, already 4-byte aligned.
 const QOPT_LEN: usize = 24;
 
-/// netem parameters in kernel units. Field for field the same as
-/// `faultline_api::convert::network::NetemParams`, so the daemon converts with a plain struct
-/// literal. Probabilities and correlations are `u32` scaled so that `u32::MAX` is 100%.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct NetemOptions {
-    pub latency_ns: u64,
-    pub jitter_ns: u64,
-    pub delay_correlation: u32,
-    pub loss: u32,
-    pub loss_correlation: u32,
-    pub duplicate: u32,
-    pub duplicate_correlation: u32,
-    pub reorder: u32,
-    pub reorder_correlation: u32,
-    /// Reorder every `gap`-th packet; tc turns 0 into 1 when reorder is set, and so do we.
-    pub gap: u32,
-    pub corrupt: u32,
-    pub corrupt_correlation: u32,
-    /// Bytes per second; 0 = no rate limit.
-    pub rate_bytes_per_sec: u64,
-    /// Queue limit in packets (`tc`'s default is 1000; 0 would drop everything).
-    pub limit_packets: u32,
-}
+/// netem parameters in kernel units, as the api converts them: probabilities and correlations
+/// are `u32` scaled so that `u32::MAX` is 100%; `gap` 0 becomes 1 when reorder is set (as tc
+/// does); `limit_packets` 0 would drop everything (tc's default is 1000).
+pub use faultline_api::convert::network::NetemParams;
 
 /// Combinations `tc` refuses to encode; refused here too so the kernel never sees them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
@@ -74,77 +55,74 @@ pub enum NetemError {
     TimeTooLarge { field: &'static str, ns: u64 },
 }
 
-impl NetemOptions {
-    /// The payload of netem's `TCA_OPTIONS` attribute (qopt + attributes), host byte order.
-    pub fn encode(&self) -> Result<Vec<u8>, NetemError> {
-        let o = self;
-        let reorder_set = o.reorder != 0 || o.reorder_correlation != 0;
-        if o.reorder != 0 && o.latency_ns == 0 {
-            return Err(NetemError::ReorderWithoutLatency);
-        }
-        if o.reorder == 0 && o.gap != 0 {
-            return Err(NetemError::GapWithoutReorder { gap: o.gap });
-        }
-        // q_netem.c: "if (opt.gap == 0) opt.gap = 1" once a reorder probability is given.
-        let gap = if o.reorder != 0 { o.gap.max(1) } else { o.gap };
+/// The payload of netem's `TCA_OPTIONS` attribute (qopt + attributes), host byte order.
+pub(super) fn encode(o: &NetemParams) -> Result<Vec<u8>, NetemError> {
+    let reorder_set = o.reorder != 0 || o.reorder_correlation != 0;
+    if o.reorder != 0 && o.latency_ns == 0 {
+        return Err(NetemError::ReorderWithoutLatency);
+    }
+    if o.reorder == 0 && o.gap != 0 {
+        return Err(NetemError::GapWithoutReorder { gap: o.gap });
+    }
+    // q_netem.c: "if (opt.gap == 0) opt.gap = 1" once a reorder probability is given.
+    let gap = if o.reorder != 0 { o.gap.max(1) } else { o.gap };
 
-        let mut qopt = Vec::with_capacity(QOPT_LEN);
-        // latency and jitter in ticks stay 0: LATENCY64/JITTER64 carry them (see module doc).
-        for field in [0, o.limit_packets, o.loss, gap, o.duplicate, 0] {
-            qopt.extend_from_slice(&field.to_ne_bytes());
-        }
+    let mut qopt = Vec::with_capacity(QOPT_LEN);
+    // latency and jitter in ticks stay 0: LATENCY64/JITTER64 carry them (see module doc).
+    for field in [0, o.limit_packets, o.loss, gap, o.duplicate, 0] {
+        qopt.extend_from_slice(&field.to_ne_bytes());
+    }
 
-        let mut attrs = Vec::new();
-        if o.latency_ns != 0 || o.jitter_ns != 0 {
-            attrs.push(nla(TCA_NETEM_LATENCY64, &s64("latency", o.latency_ns)?));
-        }
-        if o.jitter_ns != 0 {
-            attrs.push(nla(TCA_NETEM_JITTER64, &s64("jitter", o.jitter_ns)?));
-        }
-        let correlations = [
+    let mut attrs = Vec::new();
+    if o.latency_ns != 0 || o.jitter_ns != 0 {
+        attrs.push(nla(TCA_NETEM_LATENCY64, &s64("latency", o.latency_ns)?));
+    }
+    if o.jitter_ns != 0 {
+        attrs.push(nla(TCA_NETEM_JITTER64, &s64("jitter", o.jitter_ns)?));
+    }
+    let correlations = [
+        o.delay_correlation,
+        o.loss_correlation,
+        o.duplicate_correlation,
+        o.reorder_correlation,
+        o.corrupt_correlation,
+    ];
+    if correlations.iter().any(|&c| c != 0) {
+        // struct tc_netem_corr { delay_corr, loss_corr, dup_corr }
+        let corr = words(&[
             o.delay_correlation,
             o.loss_correlation,
             o.duplicate_correlation,
-            o.reorder_correlation,
-            o.corrupt_correlation,
-        ];
-        if correlations.iter().any(|&c| c != 0) {
-            // struct tc_netem_corr { delay_corr, loss_corr, dup_corr }
-            let corr = words(&[
-                o.delay_correlation,
-                o.loss_correlation,
-                o.duplicate_correlation,
-            ]);
-            attrs.push(nla(TCA_NETEM_CORR, &corr));
-        }
-        if reorder_set {
-            let reorder = words(&[o.reorder, o.reorder_correlation]);
-            attrs.push(nla(TCA_NETEM_REORDER, &reorder));
-        }
-        if o.corrupt != 0 || o.corrupt_correlation != 0 {
-            let corrupt = words(&[o.corrupt, o.corrupt_correlation]);
-            attrs.push(nla(TCA_NETEM_CORRUPT, &corrupt));
-        }
-        if o.rate_bytes_per_sec != 0 {
-            // Above u32, tc sends RATE64 first and saturates the 32-bit field (~0U).
-            let rate32 = match u32::try_from(o.rate_bytes_per_sec) {
-                Ok(rate) => rate,
-                Err(_) => {
-                    let rate64 = o.rate_bytes_per_sec.to_ne_bytes();
-                    attrs.push(nla(TCA_NETEM_RATE64, &rate64));
-                    u32::MAX
-                }
-            };
-            // struct tc_netem_rate { rate, packet_overhead, cell_size, cell_overhead }
-            attrs.push(nla(TCA_NETEM_RATE, &words(&[rate32, 0, 0, 0])));
-        }
-
-        let mut payload = qopt;
-        let start = payload.len();
-        payload.resize(start + attrs.as_slice().buffer_len(), 0);
-        attrs.as_slice().emit(&mut payload[start..]);
-        Ok(payload)
+        ]);
+        attrs.push(nla(TCA_NETEM_CORR, &corr));
     }
+    if reorder_set {
+        let reorder = words(&[o.reorder, o.reorder_correlation]);
+        attrs.push(nla(TCA_NETEM_REORDER, &reorder));
+    }
+    if o.corrupt != 0 || o.corrupt_correlation != 0 {
+        let corrupt = words(&[o.corrupt, o.corrupt_correlation]);
+        attrs.push(nla(TCA_NETEM_CORRUPT, &corrupt));
+    }
+    if o.rate_bytes_per_sec != 0 {
+        // Above u32, tc sends RATE64 first and saturates the 32-bit field (~0U).
+        let rate32 = match u32::try_from(o.rate_bytes_per_sec) {
+            Ok(rate) => rate,
+            Err(_) => {
+                let rate64 = o.rate_bytes_per_sec.to_ne_bytes();
+                attrs.push(nla(TCA_NETEM_RATE64, &rate64));
+                u32::MAX
+            }
+        };
+        // struct tc_netem_rate { rate, packet_overhead, cell_size, cell_overhead }
+        attrs.push(nla(TCA_NETEM_RATE, &words(&[rate32, 0, 0, 0])));
+    }
+
+    let mut payload = qopt;
+    let start = payload.len();
+    payload.resize(start + attrs.as_slice().buffer_len(), 0);
+    attrs.as_slice().emit(&mut payload[start..]);
+    Ok(payload)
 }
 
 fn nla(kind: u16, value: &[u8]) -> DefaultNla {
@@ -165,16 +143,16 @@ fn s64(field: &'static str, ns: u64) -> Result<[u8; 8], NetemError> {
 mod tests {
     use super::*;
 
-    fn base() -> NetemOptions {
-        NetemOptions {
+    fn base() -> NetemParams {
+        NetemParams {
             limit_packets: 1000,
-            ..NetemOptions::default()
+            ..NetemParams::default()
         }
     }
 
     #[test]
     fn bare_qopt_without_attributes() {
-        let bytes = base().encode().unwrap();
+        let bytes = encode(&base()).unwrap();
         assert_eq!(bytes.len(), QOPT_LEN);
         assert_eq!(&bytes[4..8], &1000u32.to_ne_bytes());
     }
@@ -183,26 +161,26 @@ mod tests {
     fn reorder_defaults_gap_to_one_and_needs_latency() {
         let mut o = base();
         o.reorder = 5;
-        assert_eq!(o.encode(), Err(NetemError::ReorderWithoutLatency));
+        assert_eq!(encode(&o), Err(NetemError::ReorderWithoutLatency));
         o.latency_ns = 1_000_000;
-        let bytes = o.encode().unwrap();
+        let bytes = encode(&o).unwrap();
         assert_eq!(&bytes[12..16], &1u32.to_ne_bytes());
     }
 
     #[test]
     fn gap_needs_reorder() {
-        let o = NetemOptions { gap: 3, ..base() };
-        assert_eq!(o.encode(), Err(NetemError::GapWithoutReorder { gap: 3 }));
+        let o = NetemParams { gap: 3, ..base() };
+        assert_eq!(encode(&o), Err(NetemError::GapWithoutReorder { gap: 3 }));
     }
 
     #[test]
     fn latency_beyond_i64_is_refused() {
-        let o = NetemOptions {
+        let o = NetemParams {
             latency_ns: u64::MAX,
             ..base()
         };
         assert!(matches!(
-            o.encode(),
+            encode(&o),
             Err(NetemError::TimeTooLarge {
                 field: "latency",
                 ..
