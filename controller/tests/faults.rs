@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{World, condition, stress_processes};
+use common::{World, stress_processes};
 use faultline_controller::plan::fault_id;
 use faultline_e2e::unique_name;
 use k8s_openapi::api::core::v1::Pod;
@@ -45,11 +45,7 @@ async fn a_bandwidth_cap_lands_in_the_containers_network_namespace_and_leaves() 
     let Some(w) = World::start("ctl-net").await else {
         return;
     };
-    let c = w
-        .containerd
-        .run(&unique_name("ctl-net"), &["sleep", "1000"])
-        .unwrap();
-    w.pod("web-0", "web", &c).await;
+    let c = w.sleeping_pod("web-0", "web").await;
     assert!(!qdiscs(c.pid(), "lo").contains("tbf"));
     // `device: lo`: the container's namespace has no other link.
     w.create(
@@ -61,12 +57,11 @@ async fn a_bandwidth_cap_lands_in_the_containers_network_namespace_and_leaves() 
         json!({}),
     )
     .await;
-    w.until(
+    w.until_condition(
         "NetworkChaos",
         "cap",
         "AllInjected",
         Duration::from_secs(30),
-        |o| condition(o, "AllInjected"),
     )
     .await;
     let during = qdiscs(c.pid(), "lo");
@@ -74,12 +69,11 @@ async fn a_bandwidth_cap_lands_in_the_containers_network_namespace_and_leaves() 
         during.contains("tbf") && during.contains("rate 8Mbit"),
         "{during}"
     );
-    w.until(
+    w.until_condition(
         "NetworkChaos",
         "cap",
         "AllRecovered",
         Duration::from_secs(30),
-        |o| condition(o, "AllRecovered"),
     )
     .await;
     let after = qdiscs(c.pid(), "lo");
@@ -218,24 +212,12 @@ async fn an_io_fault_reaches_the_pods_sidecar_and_fails_real_reads() {
         json!({}),
     )
     .await;
-    w.until(
-        "IOChaos",
-        "eio",
-        "AllInjected",
-        Duration::from_secs(30),
-        |o| condition(o, "AllInjected"),
-    )
-    .await;
+    w.until_condition("IOChaos", "eio", "AllInjected", Duration::from_secs(30))
+        .await;
     let err = read(&file).expect_err("EIO while injected");
     assert_eq!(err.raw_os_error(), Some(libc_eio()), "{err}");
-    w.until(
-        "IOChaos",
-        "eio",
-        "AllRecovered",
-        Duration::from_secs(30),
-        |o| condition(o, "AllRecovered"),
-    )
-    .await;
+    w.until_condition("IOChaos", "eio", "AllRecovered", Duration::from_secs(30))
+        .await;
     assert_eq!(
         read(&file).unwrap(),
         b"rows",
@@ -252,11 +234,7 @@ async fn a_target_pod_deleted_mid_run_counts_as_recovered_and_its_fault_goes() {
     let Some(w) = World::start("ctl-gone").await else {
         return;
     };
-    let c = w
-        .containerd
-        .run(&unique_name("ctl-gone"), &["sleep", "1000"])
-        .unwrap();
-    w.pod("cart-9", "cart", &c).await;
+    w.sleeping_pod("cart-9", "cart").await;
     w.create(
         "StressChaos",
         "burn",
@@ -266,12 +244,11 @@ async fn a_target_pod_deleted_mid_run_counts_as_recovered_and_its_fault_goes() {
     )
     .await;
     let obj = w
-        .until(
+        .until_condition(
             "StressChaos",
             "burn",
             "AllInjected",
             Duration::from_secs(30),
-            |o| condition(o, "AllInjected"),
         )
         .await;
     let record = format!("{}/cart-9/app", w.env.namespace);
@@ -284,12 +261,11 @@ async fn a_target_pod_deleted_mid_run_counts_as_recovered_and_its_fault_goes() {
         .await
         .unwrap();
     let obj = w
-        .until(
+        .until_condition(
             "StressChaos",
             "burn",
             "AllRecovered",
             Duration::from_secs(30),
-            |o| condition(o, "AllRecovered"),
         )
         .await;
     let r = &obj["status"]["records"][0];

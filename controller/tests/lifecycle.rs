@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use common::{World, condition, stress_processes};
 use faultline_controller::plan::fault_id;
-use faultline_e2e::unique_name;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use serde_json::{Value, json};
 
@@ -25,11 +24,7 @@ async fn stress_runs_for_its_duration_and_is_recovered() {
     let Some(w) = World::start("ctl-stress").await else {
         return;
     };
-    let c = w
-        .containerd
-        .run(&unique_name("ctl-stress"), &["sleep", "1000"])
-        .unwrap();
-    w.pod("cart-0", "cart", &c).await;
+    w.sleeping_pod("cart-0", "cart").await;
     let created = w
         .create(
             "StressChaos",
@@ -40,12 +35,11 @@ async fn stress_runs_for_its_duration_and_is_recovered() {
         )
         .await;
     let obj = w
-        .until(
+        .until_condition(
             "StressChaos",
             "burn",
             "AllInjected",
             Duration::from_secs(30),
-            |o| condition(o, "AllInjected"),
         )
         .await;
     assert!(
@@ -68,12 +62,11 @@ async fn stress_runs_for_its_duration_and_is_recovered() {
     let _ = created;
     // The duration ends: recovered by the controller, stress-ng gone.
     let obj = w
-        .until(
+        .until_condition(
             "StressChaos",
             "burn",
             "AllRecovered",
             Duration::from_secs(30),
-            |o| condition(o, "AllRecovered"),
         )
         .await;
     assert_eq!(phase(&obj), "Finished");
@@ -98,11 +91,7 @@ async fn pause_resume_halt_and_delete_mid_run() {
     let Some(w) = World::start("ctl-pause").await else {
         return;
     };
-    let c = w
-        .containerd
-        .run(&unique_name("ctl-pause"), &["sleep", "1000"])
-        .unwrap();
-    w.pod("cart-1", "cart", &c).await;
+    w.sleeping_pod("cart-1", "cart").await;
     w.create(
         "StressChaos",
         "long",
@@ -111,12 +100,11 @@ async fn pause_resume_halt_and_delete_mid_run() {
     )
     .await;
     let obj = w
-        .until(
+        .until_condition(
             "StressChaos",
             "long",
             "AllInjected",
             Duration::from_secs(30),
-            |o| condition(o, "AllInjected"),
         )
         .await;
     let id = fault_id(&uid(&obj), &format!("{}/cart-1/app", w.env.namespace));
@@ -200,11 +188,7 @@ async fn a_daemon_that_is_down_is_retried_and_a_container_kill_is_one_shot() {
     let Some(mut w) = World::start("ctl-daemon").await else {
         return;
     };
-    let c = w
-        .containerd
-        .run(&unique_name("ctl-daemon"), &["sleep", "1000"])
-        .unwrap();
-    w.pod("cart-2", "cart", &c).await;
+    let c = w.sleeping_pod("cart-2", "cart").await;
     w.stop_daemon();
     w.create(
         "PodChaos",
@@ -258,11 +242,7 @@ async fn a_restarted_controller_keeps_its_targets_and_injects_nothing_twice() {
     let Some(mut w) = World::start("ctl-restart").await else {
         return;
     };
-    let c = w
-        .containerd
-        .run(&unique_name("ctl-restart"), &["sleep", "1000"])
-        .unwrap();
-    w.pod("cart-3", "cart", &c).await;
+    w.sleeping_pod("cart-3", "cart").await;
     w.create(
         "StressChaos",
         "steady",
@@ -272,12 +252,11 @@ async fn a_restarted_controller_keeps_its_targets_and_injects_nothing_twice() {
     )
     .await;
     let obj = w
-        .until(
+        .until_condition(
             "StressChaos",
             "steady",
             "AllInjected",
             Duration::from_secs(30),
-            |o| condition(o, "AllInjected"),
         )
         .await;
     let id = fault_id(&uid(&obj), &format!("{}/cart-3/app", w.env.namespace));
@@ -300,12 +279,11 @@ async fn a_restarted_controller_keeps_its_targets_and_injects_nothing_twice() {
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(stress_processes(&id), running, "no double injection");
-    w.until(
+    w.until_condition(
         "StressChaos",
         "steady",
         "AllRecovered",
         Duration::from_secs(60),
-        |o| condition(o, "AllRecovered"),
     )
     .await;
     assert_eq!(stress_processes(&id), 0);
@@ -317,11 +295,7 @@ async fn two_replicas_only_the_leader_acts_and_the_other_takes_over() {
         return;
     };
     w.start_controller().await;
-    let c = w
-        .containerd
-        .run(&unique_name("ctl-replicas"), &["sleep", "1000"])
-        .unwrap();
-    w.pod("cart-4", "cart", &c).await;
+    let c = w.sleeping_pod("cart-4", "cart").await;
     w.create(
         "StressChaos",
         "first",
@@ -330,12 +304,11 @@ async fn two_replicas_only_the_leader_acts_and_the_other_takes_over() {
         json!({}),
     )
     .await;
-    w.until(
+    w.until_condition(
         "StressChaos",
         "first",
         "AllInjected",
         Duration::from_secs(30),
-        |o| condition(o, "AllInjected"),
     )
     .await;
     assert_eq!(

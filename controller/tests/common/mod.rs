@@ -322,6 +322,28 @@ impl World {
             .expect("pod running")
     }
 
+    /// A real container running `sleep 1000`, bound to API pod `name` labelled `app: <app>`.
+    pub async fn sleeping_pod(&self, name: &str, app: &str) -> Container {
+        let c = self
+            .containerd
+            .run(&faultline_e2e::unique_name(name), &["sleep", "1000"])
+            .unwrap_or_else(|e| panic!("container for pod {name}: {e}"));
+        self.pod(name, app, &c).await;
+        c
+    }
+
+    /// Waits until condition `type_` of `kind/name` is True, up to `timeout`.
+    pub async fn until_condition(
+        &self,
+        kind: &str,
+        name: &str,
+        type_: &str,
+        timeout: Duration,
+    ) -> Value {
+        self.until(kind, name, type_, timeout, |o| condition(o, type_))
+            .await
+    }
+
     /// A chaos object of `kind` from `spec`.
     pub async fn create(
         &self,
