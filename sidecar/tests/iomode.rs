@@ -322,3 +322,46 @@ fn fast_data_stays_coherent_when_a_file_changes_path() {
         }
     }
 }
+
+/// Entries and attributes are cached for 10 s (`--cache-ttl-ms`), yet a rule on `getattr` or
+/// `lookup` is seen by the very next `stat` of a file stat'ed just before: the rule change
+/// invalidates the kernel's entry and attributes of every inode it matches before it returns.
+#[test]
+fn cached_metadata_does_not_hide_a_new_metadata_rule() {
+    require_fuse!();
+    for mode in ["exact", "fast"] {
+        let sc = Sidecar::start_with(26, &["--io-mode", mode]);
+        std::fs::create_dir(sc.s("d")).unwrap();
+        std::fs::write(sc.s("d/f"), b"x").unwrap();
+        let open = File::open(sc.m("d/f")).unwrap();
+        for _ in 0..3 {
+            std::fs::metadata(sc.m("d/f")).unwrap();
+        }
+        let (lookups, getattrs) = (ops(&sc, "lookup"), ops(&sc, "getattr"));
+        std::fs::metadata(sc.m("d/f")).unwrap();
+        assert_eq!(
+            (ops(&sc, "lookup"), ops(&sc, "getattr")),
+            (lookups, getattrs),
+            "{mode}: a repeated stat is served from the kernel's cache"
+        );
+        sc.set_rules(json!([{"type": "fault", "path": "d/f", "methods": ["lookup", "getattr"], "faults": [{"errno": "EACCES"}]}]));
+        assert_eq!(
+            errno(std::fs::metadata(sc.m("d/f"))),
+            Some(libc::EACCES),
+            "{mode}: stat by path"
+        );
+        assert_eq!(
+            errno(open.metadata()),
+            Some(libc::EACCES),
+            "{mode}: fstat of a file opened before"
+        );
+        sc.set_rules(json!([{"type": "attrOverride", "path": "d/f", "attr": {"size": 4242}}]));
+        assert_eq!(
+            std::fs::metadata(sc.m("d/f")).unwrap().len(),
+            4242,
+            "{mode}"
+        );
+        sc.call("rules.clear", json!({}));
+        assert_eq!(std::fs::metadata(sc.m("d/f")).unwrap().len(), 1, "{mode}");
+    }
+}
