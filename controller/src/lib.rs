@@ -302,6 +302,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         metrics,
         pod_events_per_pass: config.pod_events_per_pass,
         renewals: Default::default(),
+        backoff: Default::default(),
     });
     if config.leader_election {
         lead(&ctx.client, &config).await?;

@@ -23,14 +23,16 @@ use kube::{Client, ResourceExt};
 mod dispatch;
 mod gone;
 mod lookup;
+mod memory;
 mod status;
 mod step;
 
+pub use memory::{Backoff, Renewals};
 use status::write_status;
 
 use crate::daemon_client::Daemons;
 use crate::kinds::Chaos;
-use crate::lifecycle::{Goal, RENEW_EVERY, RecoverWhy, Situation, decide, started};
+use crate::lifecycle::{Goal, RecoverWhy, Situation, decide, started};
 use crate::metrics::Metrics;
 use crate::plan::Task;
 use crate::selection::PodInfo;
@@ -43,8 +45,6 @@ pub const FORCE_RECOVER: &str = "faultline.dev/force-recover";
 const CONFLICT_RETRY: Duration = Duration::from_millis(200);
 /// Events being published at once.
 const EVENTS_IN_FLIGHT: usize = 16;
-/// Retry of a target whose daemon or API call failed for a reason that may pass.
-const RETRY: Duration = Duration::from_secs(5);
 
 /// What every reconcile shares.
 pub struct Ctx {
@@ -57,35 +57,8 @@ pub struct Ctx {
     pub pod_events_per_pass: usize,
     /// When each experiment's faults were last sent in full.
     pub renewals: Renewals,
-}
-
-/// When each experiment's lasting faults were last sent in full (in memory: a restarted
-/// controller renews at its first pass). Passes in between — most are the echo of the
-/// controller's own status write — leave injected targets alone, so an experiment over 5,000
-/// pods costs 5,000 daemon calls per [`RENEW_EVERY`], not per pass.
-#[derive(Default)]
-pub struct Renewals(std::sync::Mutex<BTreeMap<String, std::time::Instant>>);
-
-impl Renewals {
-    /// Whether `uid`'s renewals are due (none yet, or [`RENEW_EVERY`] less a second ago).
-    fn due(&self, uid: &str) -> bool {
-        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(uid)
-            .is_none_or(|t| t.elapsed() + Duration::from_secs(1) >= RENEW_EVERY)
-    }
-
-    fn passed(&self, uid: &str, goal: Goal, renewed: bool) {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        match goal {
-            Goal::Injected { .. } if renewed => {
-                map.insert(uid.to_owned(), std::time::Instant::now());
-            }
-            Goal::Injected { .. } => {}
-            Goal::Recovered(_) => {
-                map.remove(uid);
-            }
-        }
-    }
+    /// Each experiment's consecutive failed passes.
+    pub backoff: Backoff,
 }
 
 /// Why a reconcile did not finish.
@@ -373,7 +346,7 @@ async fn run<K: Chaos>(obj: &K, ctx: &Ctx, deleting: bool) -> Result<Action, Rec
         reference: &reference,
     };
     let (records, retry) = drive(&pass, &tasks, &by_key, &old.records).await;
-    ctx.renewals.passed(&uid, goal, renew);
+    ctx.renewals.passed(&uid, goal, renew && obj.lasts());
     let status = crate::lifecycle::status(&old, records, goal, obj.lasts(), &now);
     if status != old {
         let count = |p: RecordPhase| status.records.iter().filter(|r| r.phase == p).count();
@@ -414,8 +387,9 @@ async fn run<K: Chaos>(obj: &K, ctx: &Ctx, deleting: bool) -> Result<Action, Rec
                 .collect();
             return Err(ReconcileError::Recovery(failed.join("; ")));
         }
-        return Ok(Action::requeue(RETRY));
+        return Ok(Action::requeue(ctx.backoff.failed(&uid)));
     }
+    ctx.backoff.passed(&uid);
     Ok(wake.map_or_else(Action::await_change, Action::requeue))
 }
 
@@ -478,10 +452,11 @@ where
 pub fn error_policy<K: Chaos>(
     obj: Arc<K>,
     err: &kube::runtime::finalizer::Error<ReconcileError>,
-    _ctx: Arc<Ctx>,
+    ctx: Arc<Ctx>,
 ) -> Action {
-    tracing::warn!(kind = K::KIND, name = %obj.name_any(), error = %faultline_api::report::error_text(err), "reconcile failed; retrying");
-    Action::requeue(RETRY)
+    let wait = ctx.backoff.failed(&obj.uid().unwrap_or_default());
+    tracing::warn!(kind = K::KIND, name = %obj.name_any(), error = %faultline_api::report::error_text(err), retry_in = ?wait, "reconcile failed; retrying");
+    Action::requeue(wait)
 }
 
 #[cfg(test)]

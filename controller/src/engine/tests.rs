@@ -122,6 +122,7 @@ fn serve(fresh: Value) -> (Ctx, Seen) {
         metrics,
         pod_events_per_pass: 100,
         renewals: Default::default(),
+        backoff: Default::default(),
     };
     (ctx, seen)
 }

@@ -1,0 +1,79 @@
+//! What the controller remembers between passes, in memory only (a restarted controller starts
+//! afresh, which is always safe): when each experiment's faults were last renewed, and how
+//! many passes in a row failed.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::lifecycle::{Goal, RENEW_EVERY};
+
+/// When each experiment's lasting faults were last sent in full (in memory: a restarted
+/// controller renews at its first pass). Passes in between — most are the echo of the
+/// controller's own status write — leave injected targets alone, so an experiment over 5,000
+/// pods costs 5,000 daemon calls per [`RENEW_EVERY`], not per pass.
+#[derive(Default)]
+pub struct Renewals(Mutex<BTreeMap<String, Instant>>);
+
+impl Renewals {
+    /// Whether `uid`'s renewals are due (none yet, or [`RENEW_EVERY`] less a second ago).
+    pub(super) fn due(&self, uid: &str) -> bool {
+        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(uid)
+            .is_none_or(|t| t.elapsed() + Duration::from_secs(1) >= RENEW_EVERY)
+    }
+
+    pub(super) fn passed(&self, uid: &str, goal: Goal, renewed: bool) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        match goal {
+            Goal::Injected { .. } if renewed => {
+                map.insert(uid.to_owned(), Instant::now());
+            }
+            Goal::Injected { .. } => {}
+            Goal::Recovered(_) => {
+                map.remove(uid);
+            }
+        }
+    }
+}
+
+/// Retries of an experiment whose pass failed for a reason that may pass (a daemon or the API
+/// unreachable): 5 s, then doubling up to a minute, back to 5 s after a pass that needs none.
+#[derive(Default)]
+pub struct Backoff(Mutex<BTreeMap<String, u32>>);
+
+/// The first retry.
+const FIRST: Duration = Duration::from_secs(5);
+/// The longest wait between retries.
+const LONGEST: Duration = Duration::from_secs(60);
+
+impl Backoff {
+    /// One more failed pass of `uid`: how long to wait before the next.
+    pub(super) fn failed(&self, uid: &str) -> Duration {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let n = map.entry(uid.to_owned()).or_default();
+        let wait = FIRST.saturating_mul(1 << (*n).min(4)).min(LONGEST);
+        *n = n.saturating_add(1);
+        wait
+    }
+
+    /// A pass of `uid` that needs no retry.
+    pub(super) fn passed(&self, uid: &str) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(uid);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_double_up_to_a_minute_and_start_over_after_a_clean_pass() {
+        let b = Backoff::default();
+        let waits: Vec<u64> = (0..7).map(|_| b.failed("u").as_secs()).collect();
+        assert_eq!(waits, [5, 10, 20, 40, 60, 60, 60]);
+        assert_eq!(b.failed("other").as_secs(), 5, "per experiment");
+        b.passed("u");
+        assert_eq!(b.failed("u").as_secs(), 5);
+    }
+}
