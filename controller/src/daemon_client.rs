@@ -81,9 +81,15 @@ pub struct Daemons {
     clients: Mutex<BTreeMap<SocketAddr, reqwest::Client>>,
     /// node → daemon address, refreshed when older than a few seconds or when a call fails.
     nodes: Mutex<(Option<Instant>, BTreeMap<String, IpAddr>)>,
+    /// One refresh at a time: the calls of a pass that all find the map old wait for one list.
+    refreshing: tokio::sync::Mutex<()>,
 }
 
 const NODE_MAP_TTL: Duration = Duration::from_secs(5);
+/// A request of one call; a batch gets [`PER_BATCHED_CALL`] more per call after the first
+/// (the daemon's own limit per call).
+const CALL_TIMEOUT: Duration = Duration::from_secs(20);
+const PER_BATCHED_CALL: Duration = Duration::from_secs(10);
 
 impl Daemons {
     pub fn new(
@@ -101,10 +107,19 @@ impl Daemons {
             metrics,
             clients: Mutex::new(BTreeMap::new()),
             nodes: Mutex::new((None, BTreeMap::new())),
+            refreshing: tokio::sync::Mutex::new(()),
         }
     }
 
-    async fn refresh(&self) -> Result<BTreeMap<String, IpAddr>, DaemonCallError> {
+    /// The node map, listed again unless another call listed it after `asked`.
+    async fn refresh(&self, asked: Instant) -> Result<BTreeMap<String, IpAddr>, DaemonCallError> {
+        let _one = self.refreshing.lock().await;
+        {
+            let nodes = self.nodes.lock().unwrap_or_else(|p| p.into_inner());
+            if nodes.0.is_some_and(|t| t >= asked) {
+                return Ok(nodes.1.clone());
+            }
+        }
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace);
         let list = pods
             .list(&ListParams::default().labels("app.kubernetes.io/name=faultline-daemon"))
@@ -135,12 +150,15 @@ impl Daemons {
         };
         let ip = match cached {
             Some(Some(ip)) => ip,
-            _ => self.refresh().await?.get(node).copied().ok_or_else(|| {
-                DaemonCallError::NoDaemon {
+            _ => self
+                .refresh(Instant::now())
+                .await?
+                .get(node)
+                .copied()
+                .ok_or_else(|| DaemonCallError::NoDaemon {
                     node: node.to_owned(),
                     namespace: self.namespace.clone(),
-                }
-            })?,
+                })?,
         };
         Ok(SocketAddr::new(ip, self.port))
     }
@@ -159,7 +177,6 @@ impl Daemons {
             .add_root_certificate(ca)
             .identity(identity)
             .resolve(&self.tls.server_name, addr)
-            .timeout(Duration::from_secs(20))
             .connect_timeout(Duration::from_secs(3))
             .build()
             .map_err(|e| e.to_string())?;
@@ -176,9 +193,12 @@ impl Daemons {
     ) -> Result<Value, DaemonCallError> {
         let mut answers = self.call_batch(node, vec![(method, params)]).await;
         answers.pop().unwrap_or_else(|| {
-            Err(DaemonCallError::List(
-                "no answer for a single call".to_owned(),
-            ))
+            Err(DaemonCallError::Refused {
+                node: node.to_owned(),
+                method: method.to_owned(),
+                code: -32603,
+                message: "no answer".to_owned(),
+            })
         })
     }
 
@@ -206,12 +226,16 @@ impl Daemons {
                     .collect(),
             )
         };
-        let mut answer = self.post(node, &body, false).await;
-        // A stale address (daemon pod replaced): look it up again once.
-        if let Err(DaemonCallError::Unreachable { .. }) = answer {
-            answer = self.post(node, &body, true).await;
+        // The daemon runs a batch's calls one after another, each within its own 10 s.
+        let timeout = CALL_TIMEOUT + PER_BATCHED_CALL * (calls.len() as u32 - 1);
+        let mut answer = self.post(node, &body, false, timeout).await;
+        // A stale address (daemon pod replaced): look it up again and send once more — only
+        // when nothing was sent (the connection could not be made), never after a timeout,
+        // which would repeat calls that are not idempotent (container.kill).
+        if let Err((_, true)) = answer {
+            answer = self.post(node, &body, true, timeout).await;
         }
-        let results = match answer {
+        let results = match answer.map_err(|(e, _)| e) {
             Ok(answer) => split_answers(node, &calls, answer),
             Err(e) => calls.iter().map(|_| Err(e.clone())).collect(),
         };
@@ -222,24 +246,33 @@ impl Daemons {
         results
     }
 
-    /// POSTs one JSON-RPC body to the daemon of `node`; its answer as JSON.
-    async fn post(&self, node: &str, body: &Value, fresh: bool) -> Result<Value, DaemonCallError> {
-        let addr = self.address(node, fresh).await?;
+    /// POSTs one JSON-RPC body to the daemon of `node`; its answer as JSON, or the error and
+    /// whether nothing reached the daemon (worth sending again to a fresh address).
+    async fn post(
+        &self,
+        node: &str,
+        body: &Value,
+        fresh: bool,
+        timeout: Duration,
+    ) -> Result<Value, (DaemonCallError, bool)> {
+        let addr = self.address(node, fresh).await.map_err(|e| (e, false))?;
         let unreachable = |reason: String| DaemonCallError::Unreachable {
             node: node.to_owned(),
             addr,
             reason,
         };
-        let http = self.http(addr).map_err(unreachable)?;
+        let http = self.http(addr).map_err(|e| (unreachable(e), false))?;
         let url = format!("https://{}:{}/", self.tls.server_name, addr.port());
+        let sent = |e: reqwest::Error| (unreachable(error_text(&e)), e.is_connect());
         http.post(url)
+            .timeout(timeout)
             .json(body)
             .send()
             .await
-            .map_err(|e| unreachable(error_text(&e)))?
+            .map_err(sent)?
             .json()
             .await
-            .map_err(|e| unreachable(error_text(&e)))
+            .map_err(|e| (unreachable(error_text(&e)), false))
     }
 }
 

@@ -5,12 +5,13 @@ use faultline_api::experiment::Experiment;
 use faultline_api::io_chaos::IOChaos;
 use faultline_api::network_chaos::NetworkChaos;
 use faultline_api::peer::Peer;
-use faultline_api::pod_chaos::PodChaos;
+use faultline_api::pod_chaos::{PodChaos, PodChaosAction};
 use faultline_api::selector::PodSelector;
 use faultline_api::status::ChaosStatus;
 use faultline_api::stress_chaos::StressChaos;
 use kube::Resource;
 use kube::core::NamespaceResourceScope;
+use serde_json::{Value, json};
 
 use crate::plan::{self, Task};
 use crate::selection::PodInfo;
@@ -35,14 +36,26 @@ pub trait Chaos:
     /// One task per record for `pods`; `peers` are the partition's peers in the daemon's
     /// canonical form (`10.0.0.0/8:22`), or why there are none.
     fn tasks(&self, uid: &str, pods: &[PodInfo], peers: &Result<Vec<String>, String>) -> Vec<Task>;
-    /// The daemon method that recovers one of this kind's faults by its id alone, sent for a
-    /// target whose pod is gone (its journal entry, stress-ng or I/O rules may outlive it on
-    /// the node). `None`: nothing of it outlives the pod.
-    const RECOVER_GONE: Option<&'static str> = None;
+    /// The daemon call that recovers the fault of record `record_id` (id `fault_id`) once its
+    /// pod is gone: its journal entry, stress-ng or I/O rules may outlive the pod on the node.
+    /// `None`: nothing of it outlives the pod.
+    fn recover_gone(&self, record_id: &str, fault_id: &str) -> Option<(&'static str, Value)> {
+        let _ = (record_id, fault_id);
+        None
+    }
 }
 
 impl Chaos for PodChaos {
     const KIND: &'static str = "PodChaos";
+    /// pod-failure's journal entry (it has no ttl) is closed by its recovery, which the daemon
+    /// answers with "target gone" once the pod is.
+    fn recover_gone(&self, record_id: &str, fault_id: &str) -> Option<(&'static str, Value)> {
+        let (namespace, pod) = record_id.split_once('/')?;
+        (self.spec.action == PodChaosAction::PodFailure).then(|| {
+            let params = json!({"namespace": namespace, "pod": pod, "faultId": fault_id});
+            ("podFailure.recover", params)
+        })
+    }
     fn status(&self) -> Option<&ChaosStatus> {
         self.status.as_ref()
     }
@@ -56,7 +69,9 @@ impl Chaos for PodChaos {
 
 impl Chaos for NetworkChaos {
     const KIND: &'static str = "NetworkChaos";
-    const RECOVER_GONE: Option<&'static str> = Some("network.recover");
+    fn recover_gone(&self, _: &str, fault_id: &str) -> Option<(&'static str, Value)> {
+        Some(("network.recover", json!({"faultId": fault_id})))
+    }
     fn status(&self) -> Option<&ChaosStatus> {
         self.status.as_ref()
     }
@@ -81,7 +96,9 @@ impl Chaos for NetworkChaos {
 
 impl Chaos for StressChaos {
     const KIND: &'static str = "StressChaos";
-    const RECOVER_GONE: Option<&'static str> = Some("stress.stop");
+    fn recover_gone(&self, _: &str, fault_id: &str) -> Option<(&'static str, Value)> {
+        Some(("stress.stop", json!({"faultId": fault_id})))
+    }
     fn status(&self) -> Option<&ChaosStatus> {
         self.status.as_ref()
     }
@@ -95,7 +112,9 @@ impl Chaos for StressChaos {
 
 impl Chaos for IOChaos {
     const KIND: &'static str = "IOChaos";
-    const RECOVER_GONE: Option<&'static str> = Some("io.recover");
+    fn recover_gone(&self, _: &str, fault_id: &str) -> Option<(&'static str, Value)> {
+        Some(("io.recover", json!({"faultId": fault_id})))
+    }
     fn status(&self) -> Option<&ChaosStatus> {
         self.status.as_ref()
     }

@@ -106,8 +106,8 @@ pub struct Config {
 
 fn positive_qps(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
-        Ok(q) if q.is_finite() && q > 0.0 => Ok(q),
-        Ok(_) => Err("must be a number above 0 (requests per second)".into()),
+        Ok(q) if q.is_finite() && q >= 0.01 => Ok(q),
+        Ok(_) => Err("must be at least 0.01 (requests per second)".into()),
         Err(e) => Err(format!("{e} (requests per second, e.g. 50 or 0.5)")),
     }
 }
@@ -245,6 +245,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let kube_config = kube::Config::infer()
         .await
         .context("a Kubernetes client (in-cluster or $KUBECONFIG)")?;
+    // The Lease has its own client, outside the QPS budget: its renewals must never queue behind
+    // a burst of Events and status writes (a lost Lease stops the process).
+    let lease_client = Client::try_from(kube_config.clone())
+        .context("a Kubernetes client (in-cluster or $KUBECONFIG)")?;
     let client = kube::client::ClientBuilder::try_from(kube_config)
         .context("a Kubernetes client (in-cluster or $KUBECONFIG)")?
         .with_layer(&ratelimit::RateLimitLayer::new(
@@ -303,9 +307,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         pod_events_per_pass: config.pod_events_per_pass,
         renewals: Default::default(),
         backoff: Default::default(),
+        stale: Default::default(),
     });
     if config.leader_election {
-        lead(&ctx.client, &config).await?;
+        lead(&lease_client, &config).await?;
     }
     tracing::info!("controller running: PodChaos, NetworkChaos, StressChaos, IOChaos");
     tokio::join!(

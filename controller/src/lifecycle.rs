@@ -134,7 +134,8 @@ fn condition(
     }
 }
 
-fn count(records: &[TargetRecord], phase: RecordPhase) -> usize {
+/// How many of `records` are in `phase`.
+pub fn count(records: &[TargetRecord], phase: RecordPhase) -> usize {
     records.iter().filter(|r| r.phase == phase).count()
 }
 

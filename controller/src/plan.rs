@@ -17,7 +17,16 @@ use sha2::{Digest, Sha256};
 use crate::selection::PodInfo;
 
 /// The annotation the webhook writes on a pod it injected the fault sidecar into.
-pub const SIDECAR_STATUS: &str = "faultline.dev/sidecar-status";
+pub use faultline_webhook::inject::STATUS_ANNOTATION as SIDECAR_STATUS;
+
+/// The pod (`ns/pod`) of a record id (`ns/pod[/container]`).
+pub fn pod_key(record_id: &str) -> String {
+    record_id
+        .splitn(3, '/')
+        .take(2)
+        .collect::<Vec<_>>()
+        .join("/")
+}
 
 /// A call that injects.
 #[derive(Debug, Clone, PartialEq)]

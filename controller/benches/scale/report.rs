@@ -21,7 +21,7 @@ pub(crate) fn section(runs: &[Run]) -> String {
          `--pod-events-per-pass 100`). \"Recovered after the end\": from `Selected` + \
          `duration` to `AllRecovered`. API requests: the API server's own \
          `apiserver_request_total` over the run, minus the bench's five (two `/metrics` reads, \
-         the create, the watch). Daemon calls go as JSON-RPC batches of 50 per node; a \
+         the create, the watch). Daemon calls go as JSON-RPC batches of 10 per node; a \
          lasting fault is re-sent every 30 s to renew its ttl. Target: 5,000 pods → \
          `AllInjected` in < 60 s.\n",
         faultline_e2e::bench::today(),

@@ -15,10 +15,11 @@ use super::Ctx;
 use super::step::{Send, Sent};
 use crate::daemon_client::DaemonCallError;
 
-/// Calls per JSON-RPC batch.
-pub(super) const BATCH: usize = 50;
+/// Calls per JSON-RPC batch. The daemon runs a batch's calls one after another, so a batch is
+/// kept small enough that its slowest calls (stress.start, ~40 ms) do not queue for long.
+pub(super) const BATCH: usize = 10;
 /// Batches in flight to one daemon.
-const BATCHES_PER_NODE: usize = 2;
+const BATCHES_PER_NODE: usize = 4;
 /// Daemons called at once.
 const NODES_IN_FLIGHT: usize = 64;
 /// Pod deletions in flight (they also wait for the client's QPS tokens).

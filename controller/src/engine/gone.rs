@@ -1,11 +1,12 @@
 //! Targets whose pod is gone (deleted mid-run, or evicted): they count as recovered, and never
 //! hold up the experiment or its deletion. What may outlive the pod on its node — the daemon's
 //! journal entry, stress-ng, I/O rules — gets one best-effort recovery call by fault id
-//! ([`Chaos::RECOVER_GONE`](crate::kinds::Chaos::RECOVER_GONE)); if that fails (the node or
-//! its daemon went with the pod), the fault's ttl ends it on the node, and the record says so.
+//! ([`Chaos::recover_gone`](crate::kinds::Chaos::recover_gone)) — for every target that was
+//! ever injected, also one whose last renewal failed. If that call fails too (the node or its
+//! daemon went with the pod), the record says so: a fault with a ttl (network, stress) ends
+//! there at its ttl; others when the daemon next recovers everything (at its restart).
 
 use faultline_api::status::{RecordPhase, TargetRecord};
-use serde_json::json;
 
 use super::Pass;
 use super::dispatch::send_all;
@@ -18,10 +19,12 @@ const GONE: &str = "the target pod is gone";
 pub(super) async fn recover(pass: &Pass<'_>, gone: Vec<&TargetRecord>) -> Vec<TargetRecord> {
     let mut calls = Vec::new();
     for (i, r) in gone.iter().enumerate() {
-        if let (Some(method), Some(node), RecordPhase::Injected) =
-            (pass.recover_gone, &r.node, r.phase)
-        {
-            let params = json!({"faultId": fault_id(pass.uid, &r.id)});
+        let ever_injected = r.injected_at.is_some() && r.phase != RecordPhase::Recovered;
+        if let (true, Some(node), Some((method, params))) = (
+            ever_injected,
+            &r.node,
+            (pass.recover_gone)(&r.id, &fault_id(pass.uid, &r.id)),
+        ) {
             calls.push((
                 i,
                 Send::Daemon {
@@ -47,7 +50,8 @@ pub(super) async fn recover(pass: &Pass<'_>, gone: Vec<&TargetRecord>) -> Vec<Ta
                 r.message = Some(match failed {
                     None => GONE.to_owned(),
                     Some(why) => format!(
-                        "{GONE}; recovering on its node failed ({why}): the fault's ttl ends it there"
+                        "{GONE}; recovering on its node failed ({why}): a fault with a ttl ends \
+                         there at its ttl, others when the node's daemon next recovers everything"
                     ),
                 });
             }

@@ -119,7 +119,7 @@ pub(super) async fn targets<K: Chaos>(
     let keys: BTreeSet<String> = status
         .records
         .iter()
-        .map(|r| r.id.splitn(3, '/').take(2).collect::<Vec<_>>().join("/"))
+        .map(|r| crate::plan::pod_key(&r.id))
         .collect();
     reach.extend(
         keys.iter()

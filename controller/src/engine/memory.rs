@@ -1,6 +1,6 @@
 //! What the controller remembers between passes, in memory only (a restarted controller starts
-//! afresh, which is always safe): when each experiment's faults were last renewed, and how
-//! many passes in a row failed.
+//! afresh, which is always safe): when each experiment's faults were last renewed, which object
+//! version a status write was refused for, and how many passes in a row failed.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -37,6 +37,35 @@ impl Renewals {
     }
 }
 
+/// The `resourceVersion` a status write of each experiment was refused for (409). The watch
+/// cache can still hand that version to the next pass; a pass on it would act on what is known
+/// to be stale (select and kill again, say), so it waits for the cache instead.
+#[derive(Default)]
+pub struct Stale(Mutex<BTreeMap<String, String>>);
+
+impl Stale {
+    pub(super) fn refused(&self, uid: &str, resource_version: Option<String>) {
+        if let Some(rv) = resource_version {
+            let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            map.insert(uid.to_owned(), rv);
+        }
+    }
+
+    /// Whether `resource_version` of `uid` is one a write was refused for; forgets the refusal
+    /// once a newer version is seen.
+    pub(super) fn is_stale(&self, uid: &str, resource_version: Option<&str>) -> bool {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        match map.get(uid) {
+            Some(rv) if Some(rv.as_str()) == resource_version => true,
+            Some(_) => {
+                map.remove(uid);
+                false
+            }
+            None => false,
+        }
+    }
+}
+
 /// Retries of an experiment whose pass failed for a reason that may pass (a daemon or the API
 /// unreachable): 5 s, then doubling up to a minute, back to 5 s after a pass that needs none.
 #[derive(Default)]
@@ -66,6 +95,19 @@ impl Backoff {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_version_is_stale_until_a_newer_one_is_seen() {
+        let s = Stale::default();
+        s.refused("u", Some("7".into()));
+        assert!(s.is_stale("u", Some("7")));
+        assert!(!s.is_stale("other", Some("7")));
+        assert!(!s.is_stale("u", Some("8")));
+        assert!(
+            !s.is_stale("u", Some("7")),
+            "forgotten once a newer version was seen"
+        );
+    }
 
     #[test]
     fn retries_double_up_to_a_minute_and_start_over_after_a_clean_pass() {

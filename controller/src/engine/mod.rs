@@ -27,7 +27,7 @@ mod memory;
 mod status;
 mod step;
 
-pub use memory::{Backoff, Renewals};
+pub use memory::{Backoff, Renewals, Stale};
 use status::write_status;
 
 use crate::daemon_client::Daemons;
@@ -59,6 +59,8 @@ pub struct Ctx {
     pub renewals: Renewals,
     /// Each experiment's consecutive failed passes.
     pub backoff: Backoff,
+    /// Object versions a status write was refused for.
+    pub stale: Stale,
 }
 
 /// Why a reconcile did not finish.
@@ -116,13 +118,16 @@ async fn publish(
 }
 
 /// What one reconcile pass of one experiment works toward.
+/// [`Chaos::recover_gone`] of one experiment: (record id, fault id) → the daemon call.
+type RecoverGone<'a> = dyn Fn(&str, &str) -> Option<(&'static str, serde_json::Value)> + Sync + 'a;
+
 struct Pass<'a> {
     ctx: &'a Ctx,
     kind: &'static str,
     /// The experiment's UID (fault ids derive from it).
     uid: &'a str,
-    /// [`Chaos::RECOVER_GONE`].
-    recover_gone: Option<&'static str>,
+    /// [`Chaos::recover_gone`] of the experiment.
+    recover_gone: &'a RecoverGone<'a>,
     goal: Goal,
     mode: step::Mode,
     now: &'a Time,
@@ -206,7 +211,7 @@ async fn publish_outcomes(
     let ctx = pass.ctx;
     let mut untold: BTreeMap<(&'static str, bool), usize> = BTreeMap::new();
     let mut told = Vec::new();
-    for (n, (task, (type_, reason, note))) in events.into_iter().enumerate() {
+    for (task, (type_, reason, note)) in events {
         let outcome = match reason {
             "Injected" => "injected",
             "Recovered" => "recovered",
@@ -214,17 +219,12 @@ async fn publish_outcomes(
         };
         ctx.metrics.target(pass.kind, outcome);
         let warning = type_ == EventType::Warning;
-        if n >= ctx.pod_events_per_pass {
+        // The cap counts Events published (a failure is told on the pod and on the object).
+        if told.len() >= ctx.pod_events_per_pass {
             *untold.entry((reason, warning)).or_default() += 1;
             continue;
         }
-        let pod_key = task
-            .record_id
-            .splitn(3, '/')
-            .take(2)
-            .collect::<Vec<_>>()
-            .join("/");
-        if let Some(pod) = pods.get(&pod_key) {
+        if let Some(pod) = pods.get(&crate::plan::pod_key(&task.record_id)) {
             told.push((pod_ref(pod), type_, reason, note.clone()));
         }
         if warning {
@@ -259,6 +259,15 @@ async fn run<K: Chaos>(obj: &K, ctx: &Ctx, deleting: bool) -> Result<Action, Rec
     let ns = obj.namespace().unwrap_or_default();
     let uid = obj.uid().unwrap_or_default();
     let reference = obj.object_ref(&());
+    if ctx.stale.is_stale(&uid, obj.resource_version().as_deref()) {
+        // The cache still has the version a write was refused for: wait for the newer one.
+        let what = format!("{}/{}", K::KIND, obj.name_any());
+        return if deleting {
+            Err(ReconcileError::Conflict(what))
+        } else {
+            Ok(Action::requeue(CONFLICT_RETRY))
+        };
+    }
     let old = obj.status().cloned().unwrap_or_default();
     let now = Time(Timestamp::now());
     let began = std::time::Instant::now();
@@ -331,12 +340,13 @@ async fn run<K: Chaos>(obj: &K, ctx: &Ctx, deleting: bool) -> Result<Action, Rec
     };
     let tasks = obj.tasks(&uid, &pods, &peers);
     let renew = ctx.renewals.due(&uid);
+    let recover_gone = |record: &str, fault: &str| obj.recover_gone(record, fault);
     let by_key: BTreeMap<String, PodInfo> = pods.into_iter().map(|p| (p.key(), p)).collect();
     let pass = Pass {
         ctx,
         kind: K::KIND,
         uid: &uid,
-        recover_gone: K::RECOVER_GONE,
+        recover_gone: &recover_gone,
         goal,
         mode: step::Mode {
             lasts: obj.lasts(),
@@ -347,9 +357,14 @@ async fn run<K: Chaos>(obj: &K, ctx: &Ctx, deleting: bool) -> Result<Action, Rec
     };
     let (records, retry) = drive(&pass, &tasks, &by_key, &old.records).await;
     ctx.renewals.passed(&uid, goal, renew && obj.lasts());
-    let status = crate::lifecycle::status(&old, records, goal, obj.lasts(), &now);
+    let mut status = crate::lifecycle::status(&old, records, goal, obj.lasts(), &now);
+    if retry && status.phase == Some(faultline_api::status::ExperimentPhase::Finished) {
+        // A one-shot experiment with a target still to retry is not finished yet (a finished
+        // experiment is never looked at again).
+        status.phase = Some(faultline_api::status::ExperimentPhase::Running);
+    }
     if status != old {
-        let count = |p: RecordPhase| status.records.iter().filter(|r| r.phase == p).count();
+        let count = |p: RecordPhase| crate::lifecycle::count(&status.records, p);
         tracing::info!(
             kind = K::KIND,
             namespace = %ns,
@@ -407,6 +422,10 @@ async fn cleanup<K: Chaos>(obj: &K, ctx: &Ctx) -> Result<Action, ReconcileError>
             let note =
                 format!("finalizer removed after a failed recovery attempt (force-recover): {err}");
             tracing::warn!(kind = K::KIND, name = %obj.name_any(), %note);
+            let uid = obj.uid().unwrap_or_default();
+            ctx.backoff.passed(&uid);
+            ctx.renewals
+                .passed(&uid, Goal::Recovered(RecoverWhy::Deleted), false);
             publish(
                 ctx,
                 &obj.object_ref(&()),

@@ -54,6 +54,8 @@ pub(super) async fn write_status<K: Chaos>(
     let what = format!("{}/{name}", K::KIND);
     let mut written = patch(&api, &name, obj.resource_version(), status, &what).await?;
     if let Written::Conflict = written {
+        ctx.stale
+            .refused(&obj.uid().unwrap_or_default(), obj.resource_version());
         let fresh = api
             .get(&name)
             .await

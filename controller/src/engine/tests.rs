@@ -123,6 +123,7 @@ fn serve(fresh: Value) -> (Ctx, Seen) {
         pod_events_per_pass: 100,
         renewals: Default::default(),
         backoff: Default::default(),
+        stale: Default::default(),
     };
     (ctx, seen)
 }
