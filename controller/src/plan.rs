@@ -137,7 +137,7 @@ pub fn pod_chaos(spec: &PodChaosSpec, uid: &str, pods: &[PodInfo]) -> Vec<Task> 
                     Ok(Call::Daemon {
                         method: "podFailure.apply",
                         params: params.clone(),
-                        ttl: false,
+                        ttl: true,
                     }),
                     Some(("podFailure.recover", params)),
                 ));
@@ -297,7 +297,7 @@ pub fn io_chaos(spec: &IOChaosSpec, uid: &str, pods: &[PodInfo]) -> Vec<Task> {
                     // The sidecar serves every injected volume: the rule goes to the one the app
                     // mounts at `volumePath`.
                     params: json!({"target": t, "rules": [rule], "faultId": id, "mount": spec.volume_path}),
-                    ttl: false,
+                    ttl: true,
                 }),
             }
         });

@@ -248,7 +248,8 @@ impl Daemon {
         self: &Arc<Self>,
         p: PodFailureParams,
     ) -> Result<FaultId, DaemonError> {
-        let id = match self.fault_id(p.fault_id.as_ref(), FaultKind::PodFailure, None)? {
+        let ttl = ttl("ttl", p.ttl.as_deref())?;
+        let id = match self.fault_id(p.fault_id.as_ref(), FaultKind::PodFailure, ttl.as_ref())? {
             Ok(new) => new,
             Err(held) => return Ok(held),
         };
@@ -260,7 +261,7 @@ impl Daemon {
         let entry = Entry::new(
             id.clone(),
             None,
-            None,
+            ttl.as_ref().map(|t| t.1.clone()),
             Record::PodFailure {
                 namespace: p.namespace.clone(),
                 pod: p.pod.clone(),
@@ -270,7 +271,7 @@ impl Daemon {
             pod_failure::apply(&client, &p.namespace, &p.pod, &id, &pause).await?;
             Ok(None)
         };
-        self.applied(entry, None, act).await
+        self.applied(entry, ttl.map(|t| t.0), act).await
     }
 
     /// `podFailure.recover`: one hold (`faultId`) or every hold of this daemon on the pod.
@@ -337,7 +338,8 @@ impl Daemon {
         if !violations.is_empty() {
             return Err(DaemonError::InvalidParams(violations));
         }
-        let id = match self.fault_id(p.fault_id.as_ref(), FaultKind::Io, None)? {
+        let ttl = ttl("ttl", p.ttl.as_deref())?;
+        let id = match self.fault_id(p.fault_id.as_ref(), FaultKind::Io, ttl.as_ref())? {
             Ok(new) => new,
             Err(active) => return Ok(active),
         };
@@ -347,7 +349,7 @@ impl Daemon {
         let entry = Entry::new(
             id.clone(),
             Some(p.target.clone()),
-            None,
+            ttl.as_ref().map(|t| t.1.clone()),
             Record::Io {
                 netns: netns.clone(),
                 port,
@@ -358,7 +360,7 @@ impl Daemon {
             io_relay::apply(&netns, port, &p.rules, &ids, p.mount.as_deref()).await?;
             Ok(None)
         };
-        self.applied(entry, None, act).await
+        self.applied(entry, ttl.map(|t| t.0), act).await
     }
 
     /// `io.recover`.

@@ -470,6 +470,38 @@ async fn recover_removes_exactly_the_faults_rules() {
     assert_eq!(err["code"], -32004, "{err}");
 }
 
+/// An I/O fault with a `ttl` leaves by itself: the daemon removes its rules from the sidecar
+/// and its journal entry when the ttl ends (a controller that died cannot leave it behind).
+#[tokio::test]
+async fn a_ttl_removes_the_rules_by_itself() {
+    let Some(bin) = prerequisites("io-ttl") else {
+        return;
+    };
+    let mut pod = Pod::start(&bin, SIDECAR_PORT);
+    let app = json!({"pid": pod.start_app()});
+    let d = Daemon::start(Options::default()).await;
+    let r = d
+        .ok(
+            "io.apply",
+            json!({"target": app, "rules": [eio_rule()], "ttl": "2s", "faultId": "io-ttl-1"}),
+        )
+        .await;
+    assert_eq!(r["faultId"], "io-ttl-1");
+    assert_eq!(pod.rule_ids(), sorted(&["io-ttl-1.0"]));
+    let listed_fault = d.ok("faults.list", json!({})).await;
+    assert!(
+        listed_fault["faults"][0]["expiresAt"].is_string(),
+        "{listed_fault}"
+    );
+    eventually("the ttl removes the rule", Duration::from_secs(10), || {
+        pod.rule_ids().is_empty()
+    });
+    d.eventually("the journal entry goes", Duration::from_secs(5), || {
+        d.journal().is_empty()
+    })
+    .await;
+}
+
 /// Every rule type reaches the sidecar as the caller wrote it: the same rules added directly
 /// read back identical (apart from their ids).
 #[tokio::test]

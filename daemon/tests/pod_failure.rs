@@ -310,6 +310,40 @@ async fn recover_without_a_fault_id_releases_every_hold_on_that_pod_only() {
     assert!(d.journal().is_empty(), "{:?}", d.journal());
 }
 
+/// A hold with a `ttl` is released by the daemon itself when it ends: the real images come back
+/// with no client calling again.
+#[tokio::test]
+async fn a_ttl_releases_the_hold_by_itself() {
+    let Some((env, d)) = start("pod-failure-ttl").await else {
+        return;
+    };
+    create_pod(&env, "cart-7").await;
+    let pause = "registry.k8s.io/pause:ttl";
+    let id = apply(
+        &d,
+        &env,
+        "cart-7",
+        json!({"ttl": "2s", "pauseImage": pause}),
+    )
+    .await;
+    assert_paused(&get(&env, "cart-7").await, pause);
+    until(
+        "the ttl restores the images",
+        Duration::from_secs(20),
+        || async {
+            let pod = get(&env, "cart-7").await;
+            (images(&pod) == real_images()).then_some(pod)
+        },
+    )
+    .await;
+    assert_restored(&get(&env, "cart-7").await);
+    until("the journal entry goes", Duration::from_secs(5), || async {
+        d.journal().is_empty().then_some(())
+    })
+    .await;
+    assert!(listed(&d).await.is_empty(), "{id} still listed");
+}
+
 #[tokio::test]
 async fn a_pod_deleted_while_failed_counts_as_recovered() {
     let Some((env, d)) = start("pod-failure-deleted").await else {

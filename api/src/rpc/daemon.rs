@@ -151,11 +151,14 @@ pub struct PodFailureParams {
     /// Image the containers are swapped to (`apply` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pause_image: Option<String>,
-    /// `apply`: the client-chosen id of this hold (as for the other applies: applying again
-    /// with an active id changes nothing). `recover`: release just this hold (the real images
-    /// come back when no hold is left); absent = every hold this daemon has on the pod.
+    /// `apply`: the client-chosen id of this hold (applying again with an active id renews its
+    /// `ttl`, nothing else). `recover`: release just this hold (the real images come back when
+    /// no hold is left); absent = every hold this daemon has on the pod.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fault_id: Option<FaultId>,
+    /// `apply` only: Go duration after which the daemon releases the hold by itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<String>,
 }
 
 /// `io.apply`: rules relayed to the target pod's sidecar.
@@ -174,6 +177,9 @@ pub struct IoApplyParams {
     /// param (`rules.add {"rule", "mount"}`); may be left out when the sidecar serves one volume.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mount: Option<String>,
+    /// Go duration after which the daemon removes the rules by itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<String>,
 }
 
 /// `io.recover`: every I/O fault on a target, or one fault.
