@@ -3,8 +3,8 @@
 //! journal entry, stress-ng, I/O rules — gets one best-effort recovery call by fault id
 //! ([`Chaos::recover_gone`](crate::kinds::Chaos::recover_gone)) — for every target that was
 //! ever injected, also one whose last renewal failed. If that call fails too (the node or its
-//! daemon went with the pod), the record says so: a fault with a ttl (network, stress) ends
-//! there at its ttl; others when the daemon next recovers everything (at its restart).
+//! daemon went with the pod), the record says so, and the fault's ttl (every lasting fault is
+//! sent with one) ends it there.
 
 use faultline_api::status::{RecordPhase, TargetRecord};
 
@@ -50,8 +50,7 @@ pub(super) async fn recover(pass: &Pass<'_>, gone: Vec<&TargetRecord>) -> Vec<Ta
                 r.message = Some(match failed {
                     None => GONE.to_owned(),
                     Some(why) => format!(
-                        "{GONE}; recovering on its node failed ({why}): a fault with a ttl ends \
-                         there at its ttl, others when the node's daemon next recovers everything"
+                        "{GONE}; recovering on its node failed ({why}): its ttl ends it there"
                     ),
                 });
             }
