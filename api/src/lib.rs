@@ -28,6 +28,7 @@
 //! remain: what the sidecar needs, without kube.
 
 pub mod duration;
+pub mod iomode;
 pub mod iorule;
 pub mod peer;
 pub mod report;

@@ -38,40 +38,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use crate::sync::lock;
 
 /// How opens of regular files are served (`--io-mode`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum IoMode {
-    /// Every read and write reaches the daemon (reads through the page cache where no rule
-    /// matches, invalidated when one arrives): a rule applies to every later operation, also on
-    /// files opened before it.
-    #[default]
-    Exact,
-    /// Files no rule can touch at open are served by kernel passthrough (raw-like speed); their
-    /// handles keep bypassing rules that arrive later, until closed.
-    Fast,
-}
-
-impl IoMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            IoMode::Exact => "exact",
-            IoMode::Fast => "fast",
-        }
-    }
-}
-
-impl std::str::FromStr for IoMode {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "exact" => Ok(IoMode::Exact),
-            "fast" => Ok(IoMode::Fast),
-            other => Err(format!(
-                "`{other}` is not an I/O mode: use `exact` (every operation reaches the rules) or `fast` (kernel passthrough for files no rule matches at open)"
-            )),
-        }
-    }
-}
+pub use faultline_api::iomode::IoMode;
 
 /// Where one open is served.
 pub(crate) enum Route {

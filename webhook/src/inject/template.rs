@@ -30,33 +30,7 @@ impl Mode {
 }
 
 /// How the sidecar serves the app's reads and writes (`ioMode`, passed as `--io-mode`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum IoMode {
-    /// Every read and write reaches the sidecar's rules, also on files the app opened before a
-    /// rule arrived (databases keep their files open for their whole life); writes cost a FUSE
-    /// round trip each.
-    #[default]
-    Exact,
-    /// Files no rule matches when they are opened are served by kernel FUSE passthrough, at
-    /// near-raw speed; a rule arriving later does not reach the handles already open (the
-    /// sidecar counts and logs them) until the app closes and reopens the file.
-    Fast,
-}
-
-impl IoMode {
-    /// `exact` / `fast`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            IoMode::Exact => "exact",
-            IoMode::Fast => "fast",
-        }
-    }
-
-    fn is_exact(&self) -> bool {
-        *self == IoMode::Exact
-    }
-}
+pub use faultline_api::iomode::IoMode;
 
 /// The injection template (`--injection FILE`; absent = [`Template::default`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
