@@ -84,14 +84,17 @@ fn module(calls: Arc<Calls>) -> RpcModule<Arc<Calls>> {
 pub(crate) async fn start(addrs: &[SocketAddr], bundle: &faultline_certs::Bundle) -> Arc<Calls> {
     let calls = Arc::new(Calls::default());
     let acceptor = tokio_rustls::TlsAcceptor::from(server_config(bundle));
-    let (service, handle) = RpcService::new(module(calls.clone()), METHODS, Arc::new(NoEndpoints));
-    // The servers live as long as the bench.
-    std::mem::forget(handle);
     for addr in addrs {
+        // One service per daemon, as each real daemon is its own process: jsonrpsee's limit on
+        // connections (100) is per service.
+        let (service, handle) =
+            RpcService::new(module(calls.clone()), METHODS, Arc::new(NoEndpoints));
+        // The servers live as long as the bench.
+        std::mem::forget(handle);
         let tcp = tokio::net::TcpListener::bind(addr)
             .await
             .unwrap_or_else(|e| panic!("simulated daemon on {addr}: {e}"));
-        spawn_accept_loop(TlsListener::new(tcp, acceptor.clone()), service.clone());
+        spawn_accept_loop(TlsListener::new(tcp, acceptor.clone()), service);
     }
     calls
 }
