@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::{World, condition, stress_processes};
 use faultline_controller::plan::fault_id;
-use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
 
 fn uid(obj: &Value) -> String {
@@ -72,18 +72,8 @@ async fn stress_runs_for_its_duration_and_is_recovered() {
     assert_eq!(phase(&obj), "Finished");
     assert_eq!(stress_processes(&id), 0);
     // Deleting a finished experiment removes the finalizer at once.
-    w.api("StressChaos")
-        .delete("burn", &DeleteParams::default())
-        .await
-        .unwrap();
-    w.until(
-        "StressChaos",
-        "burn",
-        "gone",
-        Duration::from_secs(20),
-        Value::is_null,
-    )
-    .await;
+    w.delete_until_gone("StressChaos", "burn", Duration::from_secs(20))
+        .await;
 }
 
 #[tokio::test]
@@ -171,15 +161,8 @@ async fn pause_resume_halt_and_delete_mid_run() {
     assert!(stress_processes(&id) > 0);
 
     // Delete mid-run: recovered, then the finalizer goes.
-    api.delete("long", &DeleteParams::default()).await.unwrap();
-    w.until(
-        "StressChaos",
-        "long",
-        "gone",
-        Duration::from_secs(20),
-        Value::is_null,
-    )
-    .await;
+    w.delete_until_gone("StressChaos", "long", Duration::from_secs(20))
+        .await;
     assert_eq!(stress_processes(&id), 0);
 }
 
@@ -223,18 +206,8 @@ async fn a_daemon_that_is_down_is_retried_and_a_container_kill_is_one_shot() {
     )
     .await;
     c.wait_exited(Duration::from_secs(10)).unwrap();
-    w.api("PodChaos")
-        .delete("kill", &DeleteParams::default())
-        .await
-        .unwrap();
-    w.until(
-        "PodChaos",
-        "kill",
-        "gone",
-        Duration::from_secs(20),
-        Value::is_null,
-    )
-    .await;
+    w.delete_until_gone("PodChaos", "kill", Duration::from_secs(20))
+        .await;
 }
 
 #[tokio::test]
@@ -337,16 +310,6 @@ async fn two_replicas_only_the_leader_acts_and_the_other_takes_over() {
     .await;
     assert_eq!(w.leaders(), 1);
     c.wait_exited(Duration::from_secs(10)).unwrap();
-    w.api("StressChaos")
-        .delete("first", &DeleteParams::default())
-        .await
-        .unwrap();
-    w.until(
-        "StressChaos",
-        "first",
-        "gone",
-        Duration::from_secs(30),
-        Value::is_null,
-    )
-    .await;
+    w.delete_until_gone("StressChaos", "first", Duration::from_secs(30))
+        .await;
 }

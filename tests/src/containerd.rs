@@ -281,7 +281,7 @@ impl Drop for Containerd {
             eprintln!("faultline-e2e containerd: deleting containers: {why}");
         }
         if let Some(mut child) = self.child.take() {
-            stop_child(&mut child);
+            crate::stop_child(&mut child, Duration::from_secs(5));
         }
         // Shims outlive containerd (they are reparented): find this instance's by the
         // `-address` on their command line, and kill them with everything under them.
@@ -441,20 +441,6 @@ fn config_toml(dir: &Path) -> Result<String, String> {
         q("containerd.sock.ttrpc")?,
         q("opt")?,
     ))
-}
-
-fn stop_child(child: &mut Child) {
-    // SAFETY: kill has no memory preconditions; the child is not reaped yet, so the pid is ours.
-    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while matches!(child.try_wait(), Ok(None)) {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 fn path_str(path: &Path) -> Result<String, String> {

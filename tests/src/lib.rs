@@ -61,6 +61,22 @@ pub fn on_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
 }
 
+/// Stops a child process: SIGTERM (so it can clean up), then SIGKILL if it has not exited
+/// within `grace`; reaps it either way.
+pub fn stop_child(child: &mut std::process::Child, grace: std::time::Duration) {
+    // SAFETY: kill has no memory preconditions; the child is not reaped yet, so the pid is ours.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let deadline = std::time::Instant::now() + grace;
+    while matches!(child.try_wait(), Ok(None)) {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 /// Binary `bin` of workspace package `package`, built once per process with `cargo build -p
 /// <package> --bin <bin>` (a no-op when it is up to date); the path comes from cargo's JSON
 /// messages, so it follows `CARGO_TARGET_DIR` and profiles. Builds run one at a time: cargo

@@ -60,19 +60,7 @@ fn spawn(binary: &Path, args: &[String], env: &[(&str, &Path)], log: &Path) -> C
 
 fn stop(child: &mut Option<Child>) {
     if let Some(mut c) = child.take() {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(c.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = c.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = c.kill();
-        let _ = c.wait();
+        faultline_e2e::stop_child(&mut c, Duration::from_secs(10));
     }
 }
 
@@ -342,6 +330,16 @@ impl World {
     ) -> Value {
         self.until(kind, name, type_, timeout, |o| condition(o, type_))
             .await
+    }
+
+    /// Deletes `kind/name` and waits until it is gone (its finalizer removed), up to `timeout`.
+    pub async fn delete_until_gone(&self, kind: &str, name: &str, timeout: Duration) {
+        self.api(kind)
+            .delete(name, &kube::api::DeleteParams::default())
+            .await
+            .unwrap_or_else(|e| panic!("delete {kind}/{name}: {e}"));
+        self.until(kind, name, "gone", timeout, Value::is_null)
+            .await;
     }
 
     /// A chaos object of `kind` from `spec`.
