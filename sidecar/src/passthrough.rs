@@ -61,7 +61,7 @@ struct InodeIo {
 pub(crate) struct Passthrough {
     /// `fast` mode and the kernel granted FUSE_PASSTHROUGH (set at INIT).
     enabled: AtomicBool,
-    wanted: bool,
+    mode: IoMode,
     /// The first failed backing-file registration was logged as a warning.
     warned: AtomicBool,
     inodes: Mutex<HashMap<u64, InodeIo>>,
@@ -83,7 +83,7 @@ impl Passthrough {
     pub(crate) fn new(mode: IoMode, handles: Gauge, bypassed: Gauge) -> Self {
         Self {
             enabled: AtomicBool::new(false),
-            wanted: mode == IoMode::Fast,
+            mode,
             warned: AtomicBool::new(false),
             inodes: Mutex::new(HashMap::new()),
             handles,
@@ -93,7 +93,12 @@ impl Passthrough {
 
     /// Whether INIT should ask the kernel for FUSE_PASSTHROUGH.
     pub(crate) fn wanted(&self) -> bool {
-        self.wanted
+        self.mode == IoMode::Fast
+    }
+
+    /// `--io-mode`.
+    pub(crate) fn mode(&self) -> IoMode {
+        self.mode
     }
 
     /// The kernel granted FUSE_PASSTHROUGH.

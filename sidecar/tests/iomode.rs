@@ -166,6 +166,18 @@ fn fast_a_handle_opened_before_a_rule_bypasses_it_and_says_so() {
     second.read_exact_at(&mut buf, 0).unwrap();
     assert_eq!(buf, vec![2u8; 4096]);
     assert_eq!(gauge(&sc, "bypassed_handles"), 2);
+    // `status` says the same, for whoever runs `faultline-sidecar status` in the pod.
+    let mount = &sc.call("status", json!({}))["mounts"][0];
+    assert_eq!(
+        (
+            &mount["ioMode"],
+            &mount["passthrough"],
+            &mount["passthroughHandles"],
+            &mount["bypassedHandles"]
+        ),
+        (&json!("fast"), &json!(true), &json!(2), &json!(2)),
+        "{mount}"
+    );
     // Another file, opened after the rule: the rule is exact there.
     let g = rw(&sc.m("g"));
     g.read_exact_at(&mut buf, 0).unwrap();

@@ -20,6 +20,7 @@ use std::process::{Command, ExitCode};
 use xtask::cluster;
 
 mod checks;
+mod libfuse;
 
 /// A system tool the suite or the build needs, and the Debian package that brings it.
 struct SystemTool {
@@ -77,11 +78,39 @@ const TEST_TOOLS: &[SystemTool] = &[
 ];
 
 /// What each benchmark needs besides cargo (the webhook bench drives its own load generator).
-const SIDECAR_BENCH_TOOLS: &[SystemTool] = &[SystemTool {
-    binary: "fio",
-    package: "fio",
-    why: "sidecar benchmarks",
-}];
+/// The sidecar bench also builds libfuse's `passthrough_hp` (`libfuse.rs`) as its reference.
+const SIDECAR_BENCH_TOOLS: &[SystemTool] = &[
+    SystemTool {
+        binary: "fio",
+        package: "fio",
+        why: "sidecar benchmarks",
+    },
+    SystemTool {
+        binary: "curl",
+        package: "curl",
+        why: "fetching the libfuse source for passthrough_hp",
+    },
+    SystemTool {
+        binary: "meson",
+        package: "meson",
+        why: "building passthrough_hp",
+    },
+    SystemTool {
+        binary: "ninja",
+        package: "ninja-build",
+        why: "building passthrough_hp",
+    },
+    SystemTool {
+        binary: "g++",
+        package: "g++",
+        why: "building passthrough_hp (C++)",
+    },
+    SystemTool {
+        binary: "pkg-config",
+        package: "pkg-config",
+        why: "building passthrough_hp",
+    },
+];
 
 /// The daemon bench runs a private containerd with busybox containers (`faultline_e2e::containerd`)
 /// and stress-ng in them.
@@ -175,7 +204,9 @@ const CRDS_HELP: &str = "usage: cargo xtask crds\n\n\
      Regenerates manifests/crds/*.yaml from the Rust types of faultline-api.";
 const BENCH_HELP: &str = "usage: cargo xtask bench <sidecar|webhook|daemon|controller> [ARGS...]\n\n\
      Runs `cargo bench -p faultline-<crate>` (ARGS go to cargo bench) and writes its table into\n\
-     docs/benchmarks.md. The sidecar bench needs fio; the daemon bench needs root, containerd,\n\
+     docs/benchmarks.md. The sidecar bench needs fio and builds libfuse's passthrough_hp (3.17.2,\n\
+     from Debian's source, SHA-256 checked; FAULTLINE_BENCH_PASSTHROUGH_HP=<binary> skips that)\n\
+     as its reference; the daemon bench needs root, containerd,\n\
      runc, stress-ng and a static busybox (installed when missing, as root); the controller bench\n\
      runs the local control plane (tests/cluster) with 5,000 pods on 100 node stand-ins.";
 
@@ -517,6 +548,10 @@ fn crds() -> Result<(), String> {
 fn bench(krate: &str, tools: &[SystemTool], args: &[String]) -> Result<(), String> {
     install_system(tools)?;
     let mut cmd = cargo();
+    if krate == "sidecar" && env::var_os("FAULTLINE_BENCH_PASSTHROUGH_HP").is_none() {
+        let hp = libfuse::passthrough_hp(&target_dir())?;
+        cmd.env("FAULTLINE_BENCH_PASSTHROUGH_HP", hp);
+    }
     cmd.args(["bench", "-p", &format!("faultline-{krate}")])
         .args(args)
         // Benches that write a table put it in this file (their own section only).

@@ -28,6 +28,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::iomode::IoMode;
 use crate::iorule::{FieldError, IoRule, Problem, Reader, read_rule, read_rules};
 use crate::validate::Rule;
 
@@ -197,6 +198,20 @@ pub struct MountStatus {
     pub inodes: usize,
     pub open_handles: usize,
     pub delayed_ops: u64,
+    /// `--io-mode` (absent from sidecars older than the field: `exact`).
+    #[serde(default)]
+    pub io_mode: IoMode,
+    /// Under `fast`: the kernel granted FUSE passthrough (false: every file is served as under
+    /// `exact`, and the sidecar logged why).
+    #[serde(default)]
+    pub passthrough: bool,
+    /// Open handles served by kernel passthrough.
+    #[serde(default)]
+    pub passthrough_handles: u64,
+    /// Passthrough handles a loaded rule matches but cannot reach until the app closes them
+    /// (docs/sidecar.md, "I/O modes").
+    #[serde(default)]
+    pub bypassed_handles: u64,
 }
 
 const NAMED: &str = "an object of named params";
@@ -405,10 +420,25 @@ mod tests {
                 "source": "/faultline/source/data", "mountpoint": "/faultline/mnt/data",
                 "appPaths": [{"path": "/var/lib/db"}, {"path": "/srv", "subPath": "www"}],
                 "generation": 2, "rules": 1, "ops": ops,
-                "inodes": 4, "openHandles": 0, "delayedOps": 0
+                "inodes": 4, "openHandles": 3, "delayedOps": 0,
+                "ioMode": "fast", "passthrough": true, "passthroughHandles": 2, "bypassedHandles": 1
             }]
         }));
         assert_eq!(status.ops["read"].injected, 1);
+        assert_eq!(
+            (status.mounts[0].io_mode, status.mounts[0].bypassed_handles),
+            (IoMode::Fast, 1)
+        );
+        // A sidecar from before the I/O mode fields: `exact`, no passthrough.
+        let old: MountStatus = serde_json::from_value(json!({
+            "name": "old", "mounted": true, "ready": true, "source": "/s", "mountpoint": "/m",
+            "generation": 0, "rules": 0, "ops": {}, "inodes": 1, "openHandles": 0, "delayedOps": 0
+        }))
+        .expect("a status without the I/O mode fields");
+        assert_eq!(
+            (old.io_mode, old.passthrough, old.bypassed_handles),
+            (IoMode::Exact, false, 0)
+        );
         assert_eq!(
             status.mounts[0].app_paths[1].sub_path.as_deref(),
             Some("www")

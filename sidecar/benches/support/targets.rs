@@ -3,8 +3,9 @@
 //! Targets: the raw directory; the sidecar in `--io-mode exact` and `--io-mode fast`, each idle
 //! (no rules) and with one rule that matches no file of the workload; libfuse's
 //! `passthrough_hp` with its userspace data path (`--nopassthrough`: writeback cache, splice,
-//! keep_cache) and with kernel passthrough, when `FAULTLINE_BENCH_PASSTHROUGH_HP` names its
-//! binary (or `passthrough_hp` is on PATH). Each target has its own source directory and data
+//! keep_cache), with kernel passthrough, and with its userspace path without the writeback cache
+//! (`--nocache`), when `FAULTLINE_BENCH_PASSTHROUGH_HP` names its binary (`cargo xtask bench
+//! sidecar` builds one) or `passthrough_hp` is on PATH. Each target has its own source directory and data
 //! file on the same ext4. Every round measures every target, in an order that rotates and
 //! reverses from round to round; each figure is the median (min–max) of the per-round ratios
 //! to raw (or to `passthrough_hp`'s userspace path, same round).
@@ -33,13 +34,10 @@ struct PassthroughHp {
 }
 
 impl PassthroughHp {
-    fn start(bin: &Path, src: &Path, mnt: &Path, kernel_passthrough: bool) -> Self {
-        let mut cmd = Command::new(bin);
-        cmd.arg("--foreground");
-        if !kernel_passthrough {
-            cmd.arg("--nopassthrough");
-        }
-        let child = cmd
+    fn start(bin: &Path, src: &Path, mnt: &Path, flags: &[&str]) -> Self {
+        let child = Command::new(bin)
+            .arg("--foreground")
+            .args(flags)
             .arg(src)
             .arg(mnt)
             .stdout(Stdio::null())
@@ -156,13 +154,17 @@ fn targets(work: &Path, hp: Option<&Path>) -> Vec<Target> {
         });
     }
     if let Some(hp) = hp {
-        for (i, (name, kernel)) in [
-            ("passthrough_hp, userspace", false),
-            ("passthrough_hp, kernel passthrough", true),
-        ]
-        .into_iter()
-        .enumerate()
-        {
+        // `--nocache`: no writeback cache (nor attribute caching): every write is a round trip,
+        // as on the sidecar's exact path — the like-for-like reference for its writes.
+        let variants: [(&str, &[&str]); 3] = [
+            ("passthrough_hp, userspace", &["--nopassthrough"]),
+            ("passthrough_hp, kernel passthrough", &[]),
+            (
+                "passthrough_hp, userspace, no writeback cache",
+                &["--nopassthrough", "--nocache"],
+            ),
+        ];
+        for (i, (name, flags)) in variants.into_iter().enumerate() {
             let (src, mnt) = (
                 work.join(format!("hpsrc{i}")),
                 work.join(format!("hpmnt{i}")),
@@ -170,7 +172,7 @@ fn targets(work: &Path, hp: Option<&Path>) -> Vec<Target> {
             std::fs::create_dir(&src).expect("mkdir src");
             std::fs::create_dir(&mnt).expect("mkdir mnt");
             prep(&src);
-            let server = PassthroughHp::start(hp, &src, &mnt, kernel);
+            let server = PassthroughHp::start(hp, &src, &mnt, flags);
             out.push(Target {
                 name,
                 dir: mnt,
@@ -262,14 +264,20 @@ pub(super) fn main() {
     }
     let hp = passthrough_hp_binary();
     let ts = targets(work.path(), hp.as_deref());
-    let hp_user = ts
-        .iter()
-        .position(|t| t.name == "passthrough_hp, userspace");
+    // The references of the exact path's random writes: passthrough_hp's userspace path with and
+    // without its writeback cache.
+    let hp_refs: Vec<usize> = [
+        "passthrough_hp, userspace",
+        "passthrough_hp, userspace, no writeback cache",
+    ]
+    .iter()
+    .filter_map(|name| ts.iter().position(|t| t.name == *name))
+    .collect();
     // (workload, raw's absolute figure, per target: median, min, max of the ratios)
     type Row = (String, String, Vec<(f64, f64, f64)>);
     let mut rows: Vec<Row> = Vec::new();
-    // Per exact target: its random 4 KiB writes over passthrough_hp's userspace path's.
-    let mut rand_write_vs_hp: Vec<(&str, (f64, f64, f64))> = Vec::new();
+    // Per exact target and reference: its random 4 KiB writes over the reference's.
+    let mut rand_write_vs_hp: Vec<(&str, &str, (f64, f64, f64))> = Vec::new();
     let all: Vec<(&str, Option<Job>)> = JOBS
         .iter()
         .map(|j| (j.name, Some(*j)))
@@ -289,20 +297,19 @@ pub(super) fn main() {
                 m
             }),
         };
-        if name.starts_with("rand write")
-            && let Some(hp) = hp_user
-        {
-            for (t, target) in ts
-                .iter()
-                .enumerate()
-                .filter(|(_, t)| t.name.starts_with("exact"))
-            {
+        if name.starts_with("rand write") {
+            for (hp, (t, target)) in hp_refs.iter().flat_map(|&hp| {
+                ts.iter()
+                    .enumerate()
+                    .filter(|(_, t)| t.name.starts_with("exact"))
+                    .map(move |t| (hp, t))
+            }) {
                 let per_round: Vec<f64> = ratios[t]
                     .iter()
                     .zip(&ratios[hp])
                     .map(|(a, b)| a / b)
                     .collect();
-                rand_write_vs_hp.push((target.name, spread(&per_round)));
+                rand_write_vs_hp.push((target.name, ts[hp].name, spread(&per_round)));
             }
         }
         let unit = if job.is_some() { "MiB/s" } else { "op/s" };
@@ -325,9 +332,9 @@ pub(super) fn main() {
         "`cargo xtask bench sidecar` ({}), fio {FILE_SIZE} file, psync, {secs} s jobs, warm reads (`--invalidate=0` after one full read through the target), metadata = create + stat + unlink of {files} 4 KiB files. Every target in one run, each with its own source directory on the same ext4; ratio to the raw directory in the same round, median (min–max) of {rounds} rounds whose order rotates and reverses; raw column: median absolute raw figure. \"one non-matching rule\": a read/write EIO rule on `not-here/**`. {}\n\n",
         faultline_e2e::bench::today(),
         if hp.is_some() {
-            "`passthrough_hp`: libfuse's example, same run (`--nopassthrough` = its userspace data path with writeback cache; the other with kernel passthrough)."
+            "`passthrough_hp`: libfuse 3.17.2's example, same run (`--nopassthrough` = its userspace data path with writeback cache; \"kernel passthrough\" = its default; \"no writeback cache\" = `--nopassthrough --nocache`, every write a round trip as on the sidecar's exact path, and no attribute cache)."
         } else {
-            "`passthrough_hp` was not measured in this run (set `FAULTLINE_BENCH_PASSTHROUGH_HP` to its binary)."
+            "`passthrough_hp` was not measured in this run (`cargo xtask bench sidecar` builds it; or set `FAULTLINE_BENCH_PASSTHROUGH_HP` to its binary)."
         }
     ));
     md.push_str("| workload | raw (abs.) |");
@@ -347,9 +354,9 @@ pub(super) fn main() {
         md.push('\n');
     }
     if !rand_write_vs_hp.is_empty() {
-        md.push_str("\nRandom 4 KiB writes over `passthrough_hp`'s userspace path, per round:");
-        for (name, r) in &rand_write_vs_hp {
-            md.push_str(&format!(" {name} {};", cell(*r)));
+        md.push_str("\nRandom 4 KiB writes of the exact path over `passthrough_hp`'s, per round:");
+        for (name, reference, r) in &rand_write_vs_hp {
+            md.push_str(&format!(" {name} over {reference} {};", cell(*r)));
         }
         md.pop();
         md.push_str(".\n");
@@ -372,5 +379,5 @@ pub(super) fn main() {
 }
 
 const README: &str = "
-Reading the table: `exact` (the default) serves every read and write through the daemon — warm reads from the page cache (`KEEP_CACHE`, invalidated when a rule arrives), writes written through so write faults, delays and mistakes apply to the very `write(2)` — so writes cost what one FUSE round trip costs. With one `/dev/fuse` reader thread instead of 4, one app thread's round trips are faster: the kernel wakes its waiting readers in turn (first come, first woken), so with several readers each request lands on a thread gone cold, with one it stays hot — at the price of a mount whose every operation waits behind one slow source call. `fast` hands files no rule matches at open to kernel FUSE passthrough: their reads and writes never reach the daemon (near raw), and a rule arriving later cannot reach handles opened before it (counted in `faultline_sidecar_bypassed_handles` and logged; see docs/sidecar.md, I/O modes). Metadata (create, stat, unlink) is a round trip per operation in every FUSE server. The machine is shared and noisy (2 cores): ratios move by ±0.1 between runs.
+Reading the table: `exact` (the default) serves every read and write through the daemon — warm reads from the page cache (`KEEP_CACHE`, invalidated when a rule arrives), writes written through so write faults, delays and mistakes apply to the very `write(2)` — so writes cost what one FUSE round trip costs. The \"1 reader thread\" column is `--threads 1`: one app thread's round trips gained from it in some runs and not in others (the kernel wakes a mount's waiting readers first come, first woken), and every operation of the mount would wait behind one slow source call, so the default stays at 4. `passthrough_hp`'s userspace path owes its random writes to its writeback cache, which the sidecar does not use (a write rule could not reach files already open); without it, the same program writes slower than `exact` (the \"no writeback cache\" column; the section after this one explains). `fast` hands files no rule matches at open to kernel FUSE passthrough: their reads and writes never reach the daemon (near raw), and a rule arriving later cannot reach handles opened before it (counted in `faultline_sidecar_bypassed_handles` and logged; see docs/sidecar.md, I/O modes). Metadata (create, stat, unlink) is a round trip per operation in every FUSE server. The machine is shared and noisy (2 cores): ratios move by ±0.1 between runs.
 ";

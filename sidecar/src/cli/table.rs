@@ -178,6 +178,24 @@ fn ops(out: &mut String, indent: &str, ops: &Value) {
     }
 }
 
+/// A `fast` mount's I/O mode line: whether passthrough is on, and its handles.
+fn io_mode(mount: &Value) -> String {
+    if mount["passthrough"].as_bool() != Some(true) {
+        return "fast, but the kernel refused passthrough: every file is served as in exact".into();
+    }
+    let bypassed = mount["bypassedHandles"].as_u64().unwrap_or(0);
+    let mut line = format!(
+        "fast: {} handles in kernel passthrough",
+        text(&mount["passthroughHandles"])
+    );
+    if bypassed > 0 {
+        line.push_str(&format!(
+            ", {bypassed} of them bypassing a rule until closed"
+        ));
+    }
+    line
+}
+
 /// The `status` result: the sidecar's key/value block, then each mount's block with its
 /// per-operation counters.
 pub(super) fn status(result: &Value) -> String {
@@ -222,6 +240,9 @@ pub(super) fn status(result: &Value) -> String {
             ("open handles", text(&mount["openHandles"])),
             ("delayed ops", text(&mount["delayedOps"])),
         ]);
+        if mount["ioMode"].as_str() == Some("fast") {
+            block.push(("io mode", io_mode(mount)));
+        }
         facts(&mut out, "  ", &block);
         ops(&mut out, "  ", &mount["ops"]);
     }
@@ -270,7 +291,8 @@ mod tests {
                      "open": {"count": 2, "errors": 0, "injected": 2}}},
             {"name": "logs", "mounted": true, "ready": true, "source": "/s/logs",
              "mountpoint": "/m/logs", "generation": 0, "rules": 0, "inodes": 1,
-             "openHandles": 0, "delayedOps": 0, "ops": {}}
+             "openHandles": 3, "delayedOps": 0, "ops": {}, "ioMode": "fast",
+             "passthrough": true, "passthroughHandles": 3, "bypassedHandles": 1}
         ]});
         let out = status(&result);
         assert!(
@@ -288,6 +310,18 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("\nmount logs\n"), "{out}");
+        assert!(
+            out.contains("  io mode      fast: 3 handles in kernel passthrough, 1 of them bypassing a rule until closed\n"),
+            "{out}"
+        );
+        // `exact` (the default) is not worth a line.
+        assert!(
+            !out.split("mount logs")
+                .next()
+                .unwrap_or("")
+                .contains("io mode"),
+            "{out}"
+        );
         assert!(out.contains("  no operations yet\n"), "{out}");
     }
 }
