@@ -268,7 +268,7 @@ impl Volume {
             inodes: fs.map(|f| f.inodes.len()).unwrap_or(0),
             open_handles: fs.map(|f| f.open_handles()).unwrap_or(0),
             delayed_ops: fs.map(|f| f.delayed.load(Ordering::Relaxed)).unwrap_or(0),
-            io_mode: fs.map(|f| f.passthrough.mode()).unwrap_or_default(),
+            io_mode: fs.map(|f| f.passthrough.mode()),
             passthrough: fs.is_some_and(|f| f.passthrough.enabled()),
             passthrough_handles: fs.map_or(0, |f| gauge(&f.passthrough.handles)),
             bypassed_handles: fs.map_or(0, |f| gauge(&f.passthrough.bypassed)),
@@ -427,9 +427,13 @@ pub(crate) fn under_sub_path(mut rule: IoRule, sub_path: &str) -> IoRule {
     rule
 }
 
-/// A gauge's value as a count (gauges are signed; these never go below zero).
+/// A handle gauge's value as a count. Gauges are signed; these count handles and never go below
+/// zero unless the bookkeeping is wrong, which tests catch (`debug_assert`) and a release build
+/// shows as 0 rather than as a huge count.
 fn gauge(g: &prometheus_client::metrics::gauge::Gauge) -> u64 {
-    u64::try_from(g.get()).unwrap_or(0)
+    let v = g.get();
+    debug_assert!(v >= 0, "handle gauge below zero: {v}");
+    u64::try_from(v).unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -198,9 +198,9 @@ pub struct MountStatus {
     pub inodes: usize,
     pub open_handles: usize,
     pub delayed_ops: u64,
-    /// `--io-mode` (absent from sidecars older than the field: `exact`).
-    #[serde(default)]
-    pub io_mode: IoMode,
+    /// `--io-mode`; absent from a sidecar older than this field (its mode is then unknown).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub io_mode: Option<IoMode>,
     /// Under `fast`: the kernel granted FUSE passthrough (false: every file is served as under
     /// `exact`, and the sidecar logged why).
     #[serde(default)]
@@ -427,9 +427,9 @@ mod tests {
         assert_eq!(status.ops["read"].injected, 1);
         assert_eq!(
             (status.mounts[0].io_mode, status.mounts[0].bypassed_handles),
-            (IoMode::Fast, 1)
+            (Some(IoMode::Fast), 1)
         );
-        // A sidecar from before the I/O mode fields: `exact`, no passthrough.
+        // A sidecar from before the I/O mode fields: mode unknown, no passthrough counted.
         let old: MountStatus = serde_json::from_value(json!({
             "name": "old", "mounted": true, "ready": true, "source": "/s", "mountpoint": "/m",
             "generation": 0, "rules": 0, "ops": {}, "inodes": 1, "openHandles": 0, "delayedOps": 0
@@ -437,7 +437,7 @@ mod tests {
         .expect("a status without the I/O mode fields");
         assert_eq!(
             (old.io_mode, old.passthrough, old.bypassed_handles),
-            (IoMode::Exact, false, 0)
+            (None, false, 0)
         );
         assert_eq!(
             status.mounts[0].app_paths[1].sub_path.as_deref(),

@@ -27,6 +27,10 @@ fn non_matching_rule() -> Value {
     json!([{"id": "elsewhere", "type": "fault", "path": "not-here/**", "methods": ["read", "write"], "faults": [{"errno": "EIO"}]}])
 }
 
+/// The `passthrough_hp` targets the exact path's random writes are compared with, per round.
+const HP_WRITEBACK: &str = "passthrough_hp, userspace";
+const HP_NO_WRITEBACK: &str = "passthrough_hp, userspace, no writeback cache";
+
 /// libfuse's passthrough_hp, mounted in the foreground.
 struct PassthroughHp {
     child: Child,
@@ -154,15 +158,13 @@ fn targets(work: &Path, hp: Option<&Path>) -> Vec<Target> {
         });
     }
     if let Some(hp) = hp {
-        // `--nocache`: no writeback cache (nor attribute caching): every write is a round trip,
-        // as on the sidecar's exact path — the like-for-like reference for its writes.
+        // `--nocache`: no writeback cache (nor attribute caching), so every write is a round
+        // trip as on the sidecar's exact path — plus a GETXATTR(security.capability) per write,
+        // since libfuse does not negotiate FUSE_HANDLE_KILLPRIV_V2: a lower bound.
         let variants: [(&str, &[&str]); 3] = [
-            ("passthrough_hp, userspace", &["--nopassthrough"]),
+            (HP_WRITEBACK, &["--nopassthrough"]),
             ("passthrough_hp, kernel passthrough", &[]),
-            (
-                "passthrough_hp, userspace, no writeback cache",
-                &["--nopassthrough", "--nocache"],
-            ),
+            (HP_NO_WRITEBACK, &["--nopassthrough", "--nocache"]),
         ];
         for (i, (name, flags)) in variants.into_iter().enumerate() {
             let (src, mnt) = (
@@ -266,13 +268,10 @@ pub(super) fn main() {
     let ts = targets(work.path(), hp.as_deref());
     // The references of the exact path's random writes: passthrough_hp's userspace path with and
     // without its writeback cache.
-    let hp_refs: Vec<usize> = [
-        "passthrough_hp, userspace",
-        "passthrough_hp, userspace, no writeback cache",
-    ]
-    .iter()
-    .filter_map(|name| ts.iter().position(|t| t.name == *name))
-    .collect();
+    let hp_refs: Vec<usize> = [HP_WRITEBACK, HP_NO_WRITEBACK]
+        .iter()
+        .filter_map(|name| ts.iter().position(|t| t.name == *name))
+        .collect();
     // (workload, raw's absolute figure, per target: median, min, max of the ratios)
     type Row = (String, String, Vec<(f64, f64, f64)>);
     let mut rows: Vec<Row> = Vec::new();
@@ -331,10 +330,15 @@ pub(super) fn main() {
     md.push_str(&format!(
         "`cargo xtask bench sidecar` ({}), fio {FILE_SIZE} file, psync, {secs} s jobs, warm reads (`--invalidate=0` after one full read through the target), metadata = create + stat + unlink of {files} 4 KiB files. Every target in one run, each with its own source directory on the same ext4; ratio to the raw directory in the same round, median (min–max) of {rounds} rounds whose order rotates and reverses; raw column: median absolute raw figure. \"one non-matching rule\": a read/write EIO rule on `not-here/**`. {}\n\n",
         faultline_e2e::bench::today(),
-        if hp.is_some() {
-            "`passthrough_hp`: libfuse 3.17.2's example, same run (`--nopassthrough` = its userspace data path with writeback cache; \"kernel passthrough\" = its default; \"no writeback cache\" = `--nopassthrough --nocache`, every write a round trip as on the sidecar's exact path, and no attribute cache)."
-        } else {
-            "`passthrough_hp` was not measured in this run (`cargo xtask bench sidecar` builds it; or set `FAULTLINE_BENCH_PASSTHROUGH_HP` to its binary)."
+        match &hp {
+            Some(bin) => format!(
+                "`passthrough_hp`: {}, same run (`--nopassthrough` = its userspace data path with writeback cache; \"kernel passthrough\" = its default; \"no writeback cache\" = `--nopassthrough --nocache`: every write a round trip as on the sidecar's exact path, plus a GETXATTR per write since libfuse does not negotiate `FUSE_HANDLE_KILLPRIV_V2`, and no attribute cache).",
+                match std::env::var("FAULTLINE_BENCH_PASSTHROUGH_HP_VERSION") {
+                    Ok(v) => format!("libfuse {v}'s example"),
+                    Err(_) => format!("libfuse's example (`{}`)", bin.display()),
+                }
+            ),
+            None => "`passthrough_hp` was not measured in this run (`cargo xtask bench sidecar` builds it; or set `FAULTLINE_BENCH_PASSTHROUGH_HP` to its binary).".to_string(),
         }
     ));
     md.push_str("| workload | raw (abs.) |");
@@ -354,12 +358,10 @@ pub(super) fn main() {
         md.push('\n');
     }
     if !rand_write_vs_hp.is_empty() {
-        md.push_str("\nRandom 4 KiB writes of the exact path over `passthrough_hp`'s, per round:");
+        md.push_str("\nRandom 4 KiB writes of the exact path over `passthrough_hp`'s, ratio per round:\n\n| exact target | over |\n|---|---|\n");
         for (name, reference, r) in &rand_write_vs_hp {
-            md.push_str(&format!(" {name} over {reference} {};", cell(*r)));
+            md.push_str(&format!("| {name} | {reference}: {} |\n", cell(*r)));
         }
-        md.pop();
-        md.push_str(".\n");
     }
     md.push_str(&format!(
         "\nRule update round trip (`rules.set` over HTTP → the next `open` sees the new rule), 200 updates: p50 {:.2} ms, p99 {:.2} ms (target p99 < 5 ms).\n",
@@ -379,5 +381,5 @@ pub(super) fn main() {
 }
 
 const README: &str = "
-Reading the table: `exact` (the default) serves every read and write through the daemon — warm reads from the page cache (`KEEP_CACHE`, invalidated when a rule arrives), writes written through so write faults, delays and mistakes apply to the very `write(2)` — so writes cost what one FUSE round trip costs. The \"1 reader thread\" column is `--threads 1`: one app thread's round trips gained from it in some runs and not in others (the kernel wakes a mount's waiting readers first come, first woken), and every operation of the mount would wait behind one slow source call, so the default stays at 4. `passthrough_hp`'s userspace path owes its random writes to its writeback cache, which the sidecar does not use (a write rule could not reach files already open); without it, the same program writes slower than `exact` (the \"no writeback cache\" column; the section after this one explains). `fast` hands files no rule matches at open to kernel FUSE passthrough: their reads and writes never reach the daemon (near raw), and a rule arriving later cannot reach handles opened before it (counted in `faultline_sidecar_bypassed_handles` and logged; see docs/sidecar.md, I/O modes). Metadata (create, stat, unlink) is a round trip per operation in every FUSE server. The machine is shared and noisy (2 cores): ratios move by ±0.1 between runs.
+Reading the table: `exact` (the default) serves every read and write through the daemon — warm reads from the page cache (`KEEP_CACHE`, invalidated when a rule arrives), writes written through so write faults, delays and mistakes apply to the very `write(2)` — so writes cost what one FUSE round trip costs. The \"1 reader thread\" column is `--threads 1`: one app thread's round trips gained from it in some runs and not in others (the kernel wakes a mount's waiting readers first come, first woken), and every operation of the mount would wait behind one slow source call, so the default stays at 4. `passthrough_hp`'s userspace path buffers writes in its writeback cache, which the sidecar does not use (a write rule could not reach files already open); the \"no writeback cache\" column is the same program writing through (docs/benchmarks.md's hand-written section after this one explains both). `fast` hands files no rule matches at open to kernel FUSE passthrough: their reads and writes never reach the daemon (near raw), and a rule arriving later cannot reach handles opened before it (counted in `faultline_sidecar_bypassed_handles` and logged; see docs/sidecar.md, I/O modes). Metadata (create, stat, unlink) is a round trip per operation in every FUSE server. The machine is shared and noisy (2 cores): ratios move by ±0.1 between runs.
 ";

@@ -184,10 +184,8 @@ fn io_mode(mount: &Value) -> String {
         return "fast, but the kernel refused passthrough: every file is served as in exact".into();
     }
     let bypassed = mount["bypassedHandles"].as_u64().unwrap_or(0);
-    let mut line = format!(
-        "fast: {} handles in kernel passthrough",
-        text(&mount["passthroughHandles"])
-    );
+    let handles = mount["passthroughHandles"].as_u64().unwrap_or(0);
+    let mut line = format!("fast: {handles} handles in kernel passthrough");
     if bypassed > 0 {
         line.push_str(&format!(
             ", {bypassed} of them bypassing a rule until closed"
@@ -287,6 +285,7 @@ mod tests {
             {"name": "data", "mounted": true, "ready": true, "source": "/s/data",
              "mountpoint": "/m/data", "appPaths": [{"path": "/var/lib/db"}, {"path": "/srv", "subPath": "www"}],
              "generation": 2, "rules": 1, "inodes": 4, "openHandles": 0, "delayedOps": 0,
+             "ioMode": "exact",
              "ops": {"lookup": {"count": 9, "errors": 3, "injected": 0},
                      "open": {"count": 2, "errors": 0, "injected": 2}}},
             {"name": "logs", "mounted": true, "ready": true, "source": "/s/logs",

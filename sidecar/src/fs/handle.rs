@@ -1,7 +1,15 @@
 //! Open handles (sharded by handle number), aligned bounce buffers for `O_DIRECT`, and the
 //! conversions between the source's `stat` and FUSE's attributes.
 
-use super::*;
+use std::collections::HashMap;
+use std::os::fd::OwnedFd;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use fuser::{Errno, FileType, TimeOrNow};
+
+use crate::sync::{read, write};
+use crate::sys;
 
 #[derive(Debug)]
 pub(super) struct Handle {

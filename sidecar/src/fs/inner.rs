@@ -1,7 +1,22 @@
 //! What the FUSE ops do, as methods of [`Inner`] that return `Result<T, Errno>`: the ops in
 //! `ops.rs` wrap them in the fault plan and turn the result into a reply.
 
-use super::*;
+use std::ffi::OsStr;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, UNIX_EPOCH};
+
+use fuser::{Errno, FileAttr, INodeNo, Notifier, ReplyData, TimeOrNow};
+
+use crate::inject::{CompiledRule, Plan};
+use crate::inode::Inode;
+use crate::passthrough::Route;
+use crate::sync::lock;
+use crate::sys::{self, CallerCreds, cname};
+
+use super::Inner;
+use super::handle::{Aligned, Handle, READ_BUF, kind_of, setid, systime, to_timespec};
 
 impl Inner {
     pub(super) fn attr(&self, id: u64, st: &libc::stat) -> FileAttr {

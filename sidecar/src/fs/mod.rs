@@ -13,39 +13,28 @@
 //! - `inner.rs`: what the ops do, as `Inner` methods returning `Result<T, Errno>`;
 //! - `handle.rs`: open handles, aligned buffers for `O_DIRECT`, stat/time conversions.
 
-use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
-use crate::sync::{lock, read, write};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-use fuser::{
-    AccessFlags, CopyFileRangeFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
-    Generation, INodeNo, InitFlags, KernelConfig, LockOwner, Notifier, OpenFlags, RenameFlags,
-    ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry,
-    ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
-};
+use fuser::{Errno, FopenFlags, InitFlags, KernelConfig, Notifier, Request};
 
 use crate::delay::{Delays, Shutdown};
-use crate::inject::{CompiledRule, Op, Plan};
-use crate::inode::{Inode, InodeTable};
-use crate::metrics::{MountMetrics, Outcome};
-use crate::passthrough::{IoMode, Passthrough, Route};
+use crate::inject::{Op, Plan};
+use crate::inode::InodeTable;
+use crate::metrics::MountMetrics;
+use crate::passthrough::{IoMode, Passthrough};
 use crate::rules::RuleStore;
-use crate::sys::{self, CallerCreds, cname};
+use crate::sys;
+
+use handle::Handles;
 
 mod handle;
 mod inner;
-
-use handle::{
-    Aligned, Handle, Handles, READ_BUF, dtype_kind, kill_suidgid, kind_of, setid, systime,
-    to_timespec,
-};
 
 /// Filesystem tuning.
 #[derive(Debug, Clone)]
@@ -116,6 +105,55 @@ macro_rules! answer {
 mod ops;
 
 impl PassthroughFs {
+    /// INIT: the capabilities and limits the sidecar asks the kernel for.
+    fn negotiate(&self, config: &mut KernelConfig) {
+        // Not FUSE_ATOMIC_O_TRUNC: with it the kernel sends O_TRUNC inside FUSE_OPEN, so the
+        // source file is truncated *before* the kernel's own deny-write check (ETXTBSY for a
+        // file being executed). `open(O_RDONLY|O_TRUNC)` of a running program then returned
+        // ETXTBSY yet emptied the program under it (SIGBUS), and when the program died in
+        // that window the open even succeeded (pjdfstest `open::etxtbsy`). Without the flag the
+        // kernel checks first and truncates with a SETATTR after.
+        let wanted = [
+            InitFlags::FUSE_DO_READDIRPLUS,
+            InitFlags::FUSE_READDIRPLUS_AUTO,
+            InitFlags::FUSE_PARALLEL_DIROPS,
+            InitFlags::FUSE_AUTO_INVAL_DATA,
+            InitFlags::FUSE_ASYNC_DIO,
+            InitFlags::FUSE_CACHE_SYMLINKS,
+            InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP,
+            InitFlags::FUSE_MAX_PAGES,
+            // The daemon clears set-uid/set-gid itself (FUSE_WRITE_KILL_SUIDGID on writes, a
+            // truncate by a non-root caller). In exchange the kernel marks the superblock
+            // SB_NOSEC and stops asking GETXATTR(security.capability) before every write(2):
+            // one round trip less per write on the daemon path, and the only one left on a
+            // passthrough write.
+            InitFlags::FUSE_HANDLE_KILLPRIV_V2,
+        ];
+        for flag in wanted {
+            if config.add_capabilities(flag).is_err() {
+                tracing::debug!(?flag, "kernel lacks FUSE capability");
+            }
+        }
+        let pt = &self.inner.passthrough;
+        if pt.wanted() {
+            // Depth 2: the source may itself be on a stacked filesystem (overlayfs).
+            match (
+                config.add_capabilities(InitFlags::FUSE_PASSTHROUGH),
+                config.set_max_stack_depth(2),
+            ) {
+                (Ok(()), Ok(_)) => pt.enable(),
+                _ => tracing::warn!(
+                    abi = ?config.kernel_abi(),
+                    "--io-mode fast: the kernel does not offer FUSE passthrough (needs Linux >= 6.9): every file is served by the daemon"
+                ),
+            }
+        }
+        let _ = config.set_max_write(1 << 20);
+        let _ = config.set_max_background(64);
+        let _ = config.set_congestion_threshold(48);
+        tracing::info!(abi = ?config.kernel_abi(), "FUSE session initialised");
+    }
+
     /// Opens the source root and builds the filesystem.
     pub(crate) fn new(
         source: &Path,
