@@ -10,9 +10,11 @@
 //!   [`lifecycle`]: when, and the status that follows (pure).
 //! - [`engine`]: the one reconcile every kind runs; [`kinds`]: the four kinds behind one trait.
 //! - [`daemon_client`]: the node daemons over mutual TLS; [`metrics`].
+//! - [`gone_pods`]: a deleted target pod wakes its experiments at once.
 
 pub mod daemon_client;
 pub mod engine;
+pub mod gone_pods;
 pub mod kinds;
 pub mod lifecycle;
 pub mod metrics;
@@ -102,6 +104,10 @@ pub struct Config {
     /// spending its API budget on Events.
     #[arg(long, default_value_t = 100)]
     pub pod_events_per_pass: usize,
+    /// Watch every pod's metadata so that a deleted target pod is recovered in its status at
+    /// once; off: at its experiment's next renewal (30 s) or the end of its duration.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub pod_deletion_watch: bool,
 }
 
 fn positive_qps(text: &str) -> Result<f64, String> {
@@ -174,8 +180,12 @@ fn changes(rx: tokio::sync::watch::Receiver<()>) -> impl futures::Stream<Item = 
     })
 }
 
-async fn run_kind<K>(ctx: Arc<Ctx>, rx: tokio::sync::watch::Receiver<()>, namespace: Option<String>)
-where
+async fn run_kind<K>(
+    ctx: Arc<Ctx>,
+    rx: tokio::sync::watch::Receiver<()>,
+    namespace: Option<String>,
+    deleted: Option<tokio::sync::broadcast::Receiver<gone_pods::DeletedPod>>,
+) where
     K: Chaos + Clone + serde::de::DeserializeOwned + serde::Serialize,
     K: kube::Resource<DynamicType = ()>,
 {
@@ -183,7 +193,12 @@ where
         Some(ns) => Api::namespaced(ctx.client.clone(), ns),
         None => Api::all(ctx.client.clone()),
     };
-    Controller::new(api, watcher::Config::default())
+    let mut controller = Controller::new(api, watcher::Config::default());
+    if let Some(deleted) = deleted {
+        let wakes = gone_pods::wakes(controller.store(), deleted);
+        controller = controller.reconcile_on(wakes);
+    }
+    controller
         .reconcile_all_on(changes(rx))
         .shutdown_on_signal()
         .run(reconcile::<K>, error_policy::<K>, ctx)
@@ -313,11 +328,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         lead(&lease_client, &config).await?;
     }
     tracing::info!("controller running: PodChaos, NetworkChaos, StressChaos, IOChaos");
+    let deleted = config
+        .pod_deletion_watch
+        .then(|| gone_pods::watch(ctx.client.clone()));
+    let subscribe = || deleted.as_ref().map(|tx| tx.subscribe());
+    let ns = &config.watch_namespace;
     tokio::join!(
-        run_kind::<PodChaos>(ctx.clone(), rx.clone(), config.watch_namespace.clone()),
-        run_kind::<NetworkChaos>(ctx.clone(), rx.clone(), config.watch_namespace.clone()),
-        run_kind::<StressChaos>(ctx.clone(), rx.clone(), config.watch_namespace.clone()),
-        run_kind::<IOChaos>(ctx.clone(), rx, config.watch_namespace.clone()),
+        run_kind::<PodChaos>(ctx.clone(), rx.clone(), ns.clone(), subscribe()),
+        run_kind::<NetworkChaos>(ctx.clone(), rx.clone(), ns.clone(), subscribe()),
+        run_kind::<StressChaos>(ctx.clone(), rx.clone(), ns.clone(), subscribe()),
+        run_kind::<IOChaos>(ctx.clone(), rx, ns.clone(), subscribe()),
     );
     Ok(())
 }

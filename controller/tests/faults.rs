@@ -15,7 +15,7 @@ use faultline_controller::plan::fault_id;
 use faultline_e2e::unique_name;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
-use serde_json::{Value, json};
+use serde_json::json;
 
 /// `tc qdisc show dev <dev>` inside the network namespace of process `pid`.
 fn qdiscs(pid: u32, dev: &str) -> String {
@@ -225,6 +225,60 @@ async fn an_io_fault_reaches_the_pods_sidecar_and_fails_real_reads() {
     );
 }
 
+/// A deleted target pod wakes its experiment (`gone_pods`): the record is recovered and
+/// stress-ng stopped long before the next renewal (30 s) or the end of `duration` (5 min).
+#[tokio::test]
+async fn a_deleted_target_pod_is_recovered_at_once_not_at_the_next_renewal() {
+    let Some(w) = World::start("ctl-gone-now").await else {
+        return;
+    };
+    w.sleeping_pod("cart-7", "cart").await;
+    w.create(
+        "StressChaos",
+        "burn",
+        json!({"mode": "all", "selector": {"labelSelectors": {"app": "cart"}}, "duration": "5m",
+               "stressors": {"cpu": {"workers": 1}}}),
+        json!({}),
+    )
+    .await;
+    let obj = w
+        .until_condition(
+            "StressChaos",
+            "burn",
+            "AllInjected",
+            Duration::from_secs(30),
+        )
+        .await;
+    let record = format!("{}/cart-7/app", w.env.namespace);
+    let id = fault_id(obj["metadata"]["uid"].as_str().unwrap(), &record);
+    assert!(stress_processes(&id) > 0);
+    // Let the passes that echo the controller's own status writes go by, so that nothing but
+    // the pod's deletion can wake the experiment before its renewal.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let pods: Api<Pod> = Api::namespaced(w.env.client.clone(), &w.env.namespace);
+    pods.delete("cart-7", &DeleteParams::default().grace_period(0))
+        .await
+        .unwrap();
+    let obj = w
+        .until(
+            "StressChaos",
+            "burn",
+            "the gone target's record Recovered well before the 30 s renewal",
+            Duration::from_secs(15),
+            |o| o["status"]["records"][0]["phase"] == "Recovered",
+        )
+        .await;
+    let r = &obj["status"]["records"][0];
+    assert_eq!(r["message"], "the target pod is gone", "{r:#}");
+    assert_eq!(
+        stress_processes(&id),
+        0,
+        "stress-ng stopped by the controller"
+    );
+    w.delete_until_gone("StressChaos", "burn", Duration::from_secs(30))
+        .await;
+}
+
 fn libc_eio() -> i32 {
     nix::errno::Errno::EIO as i32
 }
@@ -276,5 +330,14 @@ async fn a_target_pod_deleted_mid_run_counts_as_recovered_and_its_fault_goes() {
         0,
         "stress-ng stopped by the controller"
     );
-    assert_eq!(obj["status"]["phase"], Value::from("Finished"));
+    // The deletion woke the experiment before its 8 s ended (`gone_pods`); it finishes when
+    // its duration does.
+    w.until(
+        "StressChaos",
+        "burn",
+        "Finished",
+        Duration::from_secs(30),
+        |o| o["status"]["phase"] == "Finished",
+    )
+    .await;
 }
