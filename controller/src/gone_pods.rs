@@ -49,25 +49,32 @@ pub fn watch(client: Client) -> broadcast::Sender<DeletedPod> {
     let sender = tx.clone();
     tokio::spawn(async move {
         // `PartialObjectMeta`: the API server sends metadata only, never specs or statuses.
+        // `any_semantic`: (re)lists are served from the API server's watch cache, not etcd.
         let api: Api<PartialObjectMeta<Pod>> = Api::all(client);
-        let mut events = watcher(api, watcher::Config::default())
+        let mut events = watcher(api, watcher::Config::default().any_semantic())
             .default_backoff()
             .boxed();
-        let mut warned = false;
+        // Warned of a failure and not working since: one warning per outage, not per retry.
+        let mut failing = false;
         while let Some(event) = events.next().await {
             match event {
-                Ok(watcher::Event::Delete(pod)) => {
-                    if let (Some(ns), Some(name)) = (pod.metadata.namespace, pod.metadata.name) {
-                        // No receiver yet (before leading): nothing to wake.
+                Ok(event) => {
+                    if failing {
+                        failing = false;
+                        tracing::info!("pod watch working again");
+                    }
+                    if let watcher::Event::Delete(pod) = event
+                        && let (Some(ns), Some(name)) = (pod.metadata.namespace, pod.metadata.name)
+                    {
+                        // An error only when no kind listens (shutting down): nothing to wake.
                         let _ = sender.send(Arc::new((ns, name)));
                     }
                 }
-                Ok(_) => {}
-                Err(err) if !warned => {
-                    warned = true;
+                Err(err) if !failing => {
+                    failing = true;
                     tracing::warn!(
                         error = %err,
-                        "pod watch failed, retrying: a deleted target pod is noticed at its experiment's next renewal (30 s) until it works"
+                        "pod watch failed, retrying: a deleted target pod is noticed at its experiment's next renewal (30 s) until it works; it needs list and watch on pods in every namespace (or --pod-deletion-watch=false)"
                     );
                 }
                 Err(err) => tracing::debug!(error = %err, "pod watch"),
