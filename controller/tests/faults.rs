@@ -225,18 +225,20 @@ async fn an_io_fault_reaches_the_pods_sidecar_and_fails_real_reads() {
     );
 }
 
-/// A deleted target pod wakes its experiment (`gone_pods`): the record is recovered and
-/// stress-ng stopped long before the next renewal (30 s) or the end of `duration` (5 min).
-#[tokio::test]
-async fn a_deleted_target_pod_is_recovered_at_once_not_at_the_next_renewal() {
-    let Some(w) = World::start("ctl-gone-now").await else {
-        return;
-    };
-    w.sleeping_pod("cart-7", "cart").await;
+fn libc_eio() -> i32 {
+    nix::errno::Errno::EIO as i32
+}
+
+/// StressChaos `burn` (one cpu worker for `duration`) on a new pod `pod`, injected; after
+/// `settle`, the pod is deleted without grace. Returns stress-ng's fault id. There is no
+/// kubelet: the container outlives its API pod here, so only the controller's recovery call
+/// (not the container's end) can stop stress-ng.
+async fn burn_then_delete_pod(w: &World, pod: &str, duration: &str, settle: Duration) -> String {
+    w.sleeping_pod(pod, "cart").await;
     w.create(
         "StressChaos",
         "burn",
-        json!({"mode": "all", "selector": {"labelSelectors": {"app": "cart"}}, "duration": "5m",
+        json!({"mode": "all", "selector": {"labelSelectors": {"app": "cart"}}, "duration": duration,
                "stressors": {"cpu": {"workers": 1}}}),
         json!({}),
     )
@@ -249,38 +251,27 @@ async fn a_deleted_target_pod_is_recovered_at_once_not_at_the_next_renewal() {
             Duration::from_secs(30),
         )
         .await;
-    let record = format!("{}/cart-7/app", w.env.namespace);
+    let record = format!("{}/{pod}/app", w.env.namespace);
     let id = fault_id(obj["metadata"]["uid"].as_str().unwrap(), &record);
     assert!(stress_processes(&id) > 0);
-    // Let the passes that echo the controller's own status writes go by, so that nothing but
-    // the pod's deletion can wake the experiment before its renewal.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    tokio::time::sleep(settle).await;
     let pods: Api<Pod> = Api::namespaced(w.env.client.clone(), &w.env.namespace);
-    pods.delete("cart-7", &DeleteParams::default().grace_period(0))
+    pods.delete(pod, &DeleteParams::default().grace_period(0))
         .await
         .unwrap();
-    let obj = w
-        .until(
-            "StressChaos",
-            "burn",
-            "the gone target's record Recovered well before the 30 s renewal",
-            Duration::from_secs(15),
-            |o| o["status"]["records"][0]["phase"] == "Recovered",
-        )
-        .await;
+    id
+}
+
+/// The gone target's record says so, and its stress-ng is stopped.
+fn assert_recovered_as_gone(obj: &serde_json::Value, id: &str) {
     let r = &obj["status"]["records"][0];
+    assert_eq!(r["phase"], "Recovered");
     assert_eq!(r["message"], "the target pod is gone", "{r:#}");
     assert_eq!(
-        stress_processes(&id),
+        stress_processes(id),
         0,
         "stress-ng stopped by the controller"
     );
-    w.delete_until_gone("StressChaos", "burn", Duration::from_secs(30))
-        .await;
-}
-
-fn libc_eio() -> i32 {
-    nix::errno::Errno::EIO as i32
 }
 
 #[tokio::test]
@@ -288,32 +279,7 @@ async fn a_target_pod_deleted_mid_run_counts_as_recovered_and_its_fault_goes() {
     let Some(w) = World::start("ctl-gone").await else {
         return;
     };
-    w.sleeping_pod("cart-9", "cart").await;
-    w.create(
-        "StressChaos",
-        "burn",
-        json!({"mode": "all", "selector": {"labelSelectors": {"app": "cart"}}, "duration": "8s",
-               "stressors": {"cpu": {"workers": 1}}}),
-        json!({}),
-    )
-    .await;
-    let obj = w
-        .until_condition(
-            "StressChaos",
-            "burn",
-            "AllInjected",
-            Duration::from_secs(30),
-        )
-        .await;
-    let record = format!("{}/cart-9/app", w.env.namespace);
-    let id = fault_id(obj["metadata"]["uid"].as_str().unwrap(), &record);
-    assert!(stress_processes(&id) > 0);
-    // There is no kubelet: the container outlives its API pod here, so the controller's
-    // recovery call (not the container's end) is what stops stress-ng.
-    let pods: Api<Pod> = Api::namespaced(w.env.client.clone(), &w.env.namespace);
-    pods.delete("cart-9", &DeleteParams::default().grace_period(0))
-        .await
-        .unwrap();
+    let id = burn_then_delete_pod(&w, "cart-9", "8s", Duration::ZERO).await;
     let obj = w
         .until_condition(
             "StressChaos",
@@ -322,14 +288,7 @@ async fn a_target_pod_deleted_mid_run_counts_as_recovered_and_its_fault_goes() {
             Duration::from_secs(30),
         )
         .await;
-    let r = &obj["status"]["records"][0];
-    assert_eq!(r["phase"], "Recovered");
-    assert_eq!(r["message"], "the target pod is gone", "{r:#}");
-    assert_eq!(
-        stress_processes(&id),
-        0,
-        "stress-ng stopped by the controller"
-    );
+    assert_recovered_as_gone(&obj, &id);
     // The deletion woke the experiment before its 8 s ended (`gone_pods`); it finishes when
     // its duration does.
     w.until(
@@ -340,4 +299,28 @@ async fn a_target_pod_deleted_mid_run_counts_as_recovered_and_its_fault_goes() {
         |o| o["status"]["phase"] == "Finished",
     )
     .await;
+}
+
+/// A deleted target pod wakes its experiment (`gone_pods`): the record is recovered and
+/// stress-ng stopped long before the next renewal (30 s) or the end of `duration` (5 min).
+#[tokio::test]
+async fn a_deleted_target_pod_is_recovered_at_once_not_at_the_next_renewal() {
+    let Some(w) = World::start("ctl-gone-now").await else {
+        return;
+    };
+    // The 2 s let the passes that echo the controller's own status writes go by, so that
+    // nothing but the pod's deletion can wake the experiment before its renewal.
+    let id = burn_then_delete_pod(&w, "cart-7", "5m", Duration::from_secs(2)).await;
+    let obj = w
+        .until(
+            "StressChaos",
+            "burn",
+            "the gone target's record Recovered well before the 30 s renewal",
+            Duration::from_secs(15),
+            |o| o["status"]["records"][0]["phase"] == "Recovered",
+        )
+        .await;
+    assert_recovered_as_gone(&obj, &id);
+    w.delete_until_gone("StressChaos", "burn", Duration::from_secs(30))
+        .await;
 }
