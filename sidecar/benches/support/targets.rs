@@ -5,10 +5,10 @@
 //! `passthrough_hp` with its userspace data path (`--nopassthrough`: writeback cache, splice,
 //! keep_cache), with kernel passthrough, and with its userspace path without the writeback cache
 //! (`--nocache`), when `FAULTLINE_BENCH_PASSTHROUGH_HP` names its binary (`cargo xtask bench
-//! sidecar` builds one) or `passthrough_hp` is on PATH. Each target has its own source directory and data
-//! file on the same ext4. Every round measures every target, in an order that rotates and
-//! reverses from round to round; each figure is the median (min–max) of the per-round ratios
-//! to raw (or to `passthrough_hp`'s userspace path, same round).
+//! sidecar` builds one) or `passthrough_hp` is on PATH. Each target has its own source
+//! directory and data file on the same ext4. Every round measures every target, in an order
+//! that rotates and reverses from round to round; each figure is the median (min–max) of the
+//! per-round ratios to raw (or to a `passthrough_hp` reference, same round).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
