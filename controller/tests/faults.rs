@@ -123,11 +123,7 @@ impl Sidecar {
 
 impl Drop for Sidecar {
     fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        let _ = self.child.wait();
+        faultline_e2e::stop_child(&mut self.child, Duration::from_secs(10));
         // The sidecar unmounts on SIGTERM; this is for one that could not.
         let _ = Command::new("umount")
             .arg("-l")
@@ -235,22 +231,7 @@ fn libc_eio() -> i32 {
 /// (not the container's end) can stop stress-ng.
 async fn burn_then_delete_pod(w: &World, pod: &str, duration: &str, settle: Duration) -> String {
     w.sleeping_pod(pod, "cart").await;
-    w.create(
-        "StressChaos",
-        "burn",
-        json!({"mode": "all", "selector": {"labelSelectors": {"app": "cart"}}, "duration": duration,
-               "stressors": {"cpu": {"workers": 1}}}),
-        json!({}),
-    )
-    .await;
-    let obj = w
-        .until_condition(
-            "StressChaos",
-            "burn",
-            "AllInjected",
-            Duration::from_secs(30),
-        )
-        .await;
+    let obj = w.cpu_burn("burn", duration).await;
     let record = format!("{}/{pod}/app", w.env.namespace);
     let id = fault_id(obj["metadata"]["uid"].as_str().unwrap(), &record);
     assert!(stress_processes(&id) > 0);

@@ -25,23 +25,7 @@ async fn stress_runs_for_its_duration_and_is_recovered() {
         return;
     };
     w.sleeping_pod("cart-0", "cart").await;
-    let created = w
-        .create(
-            "StressChaos",
-            "burn",
-            json!({"mode": "all", "selector": {"labelSelectors": {"app": "cart"}}, "duration": "6s",
-                   "stressors": {"cpu": {"workers": 1}}}),
-            json!({}),
-        )
-        .await;
-    let obj = w
-        .until_condition(
-            "StressChaos",
-            "burn",
-            "AllInjected",
-            Duration::from_secs(30),
-        )
-        .await;
+    let obj = w.cpu_burn("burn", "6s").await;
     assert!(
         obj["metadata"]["finalizers"]
             .as_array()
@@ -59,7 +43,6 @@ async fn stress_runs_for_its_duration_and_is_recovered() {
         stress_processes(&id) > 0,
         "stress-ng runs in the container's cgroups"
     );
-    let _ = created;
     // The duration ends: recovered by the controller, stress-ng gone.
     let obj = w
         .until_condition(
@@ -216,22 +199,7 @@ async fn a_restarted_controller_keeps_its_targets_and_injects_nothing_twice() {
         return;
     };
     w.sleeping_pod("cart-3", "cart").await;
-    w.create(
-        "StressChaos",
-        "steady",
-        json!({"mode": "all", "selector": {"labelSelectors": {"app": "cart"}}, "duration": "25s",
-               "stressors": {"cpu": {"workers": 1}}}),
-        json!({}),
-    )
-    .await;
-    let obj = w
-        .until_condition(
-            "StressChaos",
-            "steady",
-            "AllInjected",
-            Duration::from_secs(30),
-        )
-        .await;
+    let obj = w.cpu_burn("steady", "25s").await;
     let id = fault_id(&uid(&obj), &format!("{}/cart-3/app", w.env.namespace));
     let running = stress_processes(&id);
     assert!(running > 0);
@@ -269,21 +237,7 @@ async fn two_replicas_only_the_leader_acts_and_the_other_takes_over() {
     };
     w.start_controller().await;
     let c = w.sleeping_pod("cart-4", "cart").await;
-    w.create(
-        "StressChaos",
-        "first",
-        json!({"mode": "all", "selector": {"labelSelectors": {"app": "cart"}}, "duration": "5m",
-               "stressors": {"cpu": {"workers": 1}}}),
-        json!({}),
-    )
-    .await;
-    w.until_condition(
-        "StressChaos",
-        "first",
-        "AllInjected",
-        Duration::from_secs(30),
-    )
-    .await;
+    w.cpu_burn("first", "5m").await;
     assert_eq!(
         w.leaders(),
         1,

@@ -110,11 +110,7 @@ impl Sidecar {
 
 impl Drop for Sidecar {
     fn drop(&mut self) {
-        // SAFETY: signalling our own child.
-        unsafe {
-            libc::kill(self.child.id() as i32, libc::SIGTERM);
-        }
-        let _ = self.child.wait();
+        faultline_e2e::stop_child(&mut self.child, std::time::Duration::from_secs(10));
         let _ = Command::new("umount")
             .arg("-l")
             .arg(&self.mnt)

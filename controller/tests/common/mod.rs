@@ -332,6 +332,21 @@ impl World {
             .await
     }
 
+    /// StressChaos `name`: one cpu worker in every `app=cart` pod for `duration`; returns the
+    /// object once `AllInjected`.
+    pub async fn cpu_burn(&self, name: &str, duration: &str) -> Value {
+        self.create(
+            "StressChaos",
+            name,
+            json!({"mode": "all", "selector": {"labelSelectors": {"app": "cart"}}, "duration": duration,
+                   "stressors": {"cpu": {"workers": 1}}}),
+            json!({}),
+        )
+        .await;
+        self.until_condition("StressChaos", name, "AllInjected", Duration::from_secs(30))
+            .await
+    }
+
     /// Deletes `kind/name` and waits until it is gone (its finalizer removed), up to `timeout`.
     pub async fn delete_until_gone(&self, kind: &str, name: &str, timeout: Duration) {
         self.api(kind)

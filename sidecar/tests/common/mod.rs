@@ -290,19 +290,7 @@ impl Sidecar {
 impl Drop for Sidecar {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            // SAFETY: signalling our own child.
-            unsafe {
-                libc::kill(c.id() as i32, libc::SIGTERM);
-            }
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = c.try_wait() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
+            faultline_e2e::stop_child(&mut c, Duration::from_secs(5));
         }
         // Never leave a mount behind, whatever happened.
         let points = std::iter::once(&self.mnt).chain(self.mounts.iter().map(|m| &m.mnt));
