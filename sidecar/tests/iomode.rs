@@ -44,6 +44,19 @@ fn gauge(sc: &Sidecar, name: &str) -> i64 {
         .unwrap_or_else(|| panic!("no {name} in /metrics:\n{body}"))
 }
 
+/// Waits until the kernel released every passthrough handle of the mount (RELEASE is
+/// asynchronous: the gauge drops once the kernel sent it), up to 5 s.
+fn until_passthrough_released(sc: &Sidecar) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while gauge(sc, "passthrough_handles") != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "passthrough handles not released"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 fn rw(path: &Path) -> File {
     OpenOptions::new()
         .read(true)
@@ -134,11 +147,7 @@ fn fast_files_no_rule_matches_bypass_the_daemon() {
     assert!(ops(&sc, "fsync") >= 1, "fsync still reaches the daemon");
     drop(f);
     // RELEASE is asynchronous: the gauge drops once the kernel sent it.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while gauge(&sc, "passthrough_handles") != 0 {
-        assert!(Instant::now() < deadline, "passthrough handle not released");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    until_passthrough_released(&sc);
 }
 
 #[test]
@@ -188,14 +197,7 @@ fn fast_a_handle_opened_before_a_rule_bypasses_it_and_says_so() {
         "g's handle, opened in passthrough before its rule"
     );
     drop((old, second, g));
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while gauge(&sc, "passthrough_handles") != 0 {
-        assert!(
-            Instant::now() < deadline,
-            "passthrough handles not released"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    until_passthrough_released(&sc);
     assert_eq!(gauge(&sc, "bypassed_handles"), 0);
     // Closed and opened again: the daemon path, where the rule applies to reads and writes.
     let g = rw(&sc.m("g"));
@@ -327,11 +329,7 @@ fn fast_data_stays_coherent_when_a_file_changes_path() {
             drop(f);
             std::thread::sleep(Duration::from_millis(10));
         }
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while gauge(&sc, "passthrough_handles") != 0 {
-            assert!(Instant::now() < deadline, "passthrough handle not released");
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        until_passthrough_released(&sc);
     }
 }
 
