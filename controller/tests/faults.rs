@@ -159,7 +159,7 @@ async fn an_io_fault_reaches_the_pods_sidecar_and_fails_real_reads() {
         .containerd
         .run(&unique_name("ctl-io"), &["sleep", "1000"])
         .unwrap();
-    let pod = w.pod("db-0", "db", &c).await;
+    w.pod("db-0", "db", &c).await;
     let sidecar = Sidecar::start(&w, c.pid());
     let pods: Api<Pod> = Api::namespaced(w.env.client.clone(), &w.env.namespace);
     let annotate =
@@ -167,7 +167,6 @@ async fn an_io_fault_reaches_the_pods_sidecar_and_fails_real_reads() {
     pods.patch("db-0", &PatchParams::default(), &Patch::Merge(&annotate))
         .await
         .unwrap();
-    let _ = pod;
     // A volumePath the sidecar does not serve is the record's error, before any call.
     w.create(
         "IOChaos",
