@@ -14,6 +14,7 @@
 
 pub mod daemon_client;
 pub mod engine;
+mod fence;
 pub mod gone_pods;
 pub mod kinds;
 pub mod lifecycle;
@@ -37,6 +38,7 @@ use faultline_rpc::{Endpoints, plain};
 use faultline_webhook::policy::Policy;
 use futures::StreamExt as _;
 use jsonrpsee::server::HttpResponse;
+use k8s_openapi::api::coordination::v1::Lease;
 use kube::runtime::Controller;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::watcher;
@@ -221,8 +223,8 @@ async fn lead(client: &Client, config: &Config) -> anyhow::Result<()> {
     let manager = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &config.lease_name)
         .with_namespace(&config.lease_namespace)
         .with_identity(&identity)
-        .with_duration(15)
-        .with_grace(5)
+        .with_duration(fence::LEASE.as_secs())
+        .with_grace(fence::GRACE.as_secs())
         .build()
         .await
         .with_context(|| format!("the Lease {}/{}", config.lease_namespace, config.lease_name))?;
@@ -235,13 +237,39 @@ async fn lead(client: &Client, config: &Config) -> anyhow::Result<()> {
             .context("the Lease watch ended before this replica became leader")?;
     }
     tracing::info!(%identity, "leading: reconciling chaos objects");
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &config.lease_namespace);
+    let name = config.lease_name.clone();
     tokio::spawn(async move {
+        let mut fence = fence::Fence::new(std::time::Instant::now());
+        let mut poll = tokio::time::interval(fence::POLL);
         let lost = loop {
-            if leading.changed().await.is_err() {
-                break "the Lease watch ended";
-            }
-            if !*leading.borrow_and_update() {
-                break "the Lease went to another replica";
+            tokio::select! {
+                changed = leading.changed() => {
+                    if changed.is_err() {
+                        break "the Lease watch ended".to_owned();
+                    }
+                    if !*leading.borrow_and_update() {
+                        break "the Lease went to another replica".to_owned();
+                    }
+                }
+                _ = poll.tick() => {
+                    let now = std::time::Instant::now();
+                    let seen = match tokio::time::timeout(fence::POLL, leases.get(&name)).await {
+                        Ok(Ok(lease)) => {
+                            let spec = lease.spec.unwrap_or_default();
+                            let renewed = spec.renew_time.map(|t| t.0.to_string());
+                            fence.observe(&identity, spec.holder_identity.as_deref(), renewed.as_deref(), now)
+                        }
+                        Ok(Err(err)) => {
+                            tracing::warn!(%err, "reading the Lease");
+                            fence.check(now)
+                        }
+                        Err(_) => fence.check(now),
+                    };
+                    if let Err(why) = seen {
+                        break why;
+                    }
+                }
             }
         };
         tracing::error!(

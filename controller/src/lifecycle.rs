@@ -158,7 +158,9 @@ pub fn status(
         Goal::Recovered(RecoverWhy::Paused | RecoverWhy::Halted)
     );
     let phase = match goal {
-        Goal::Injected { .. } if !lasts && injected + failed == n => {
+        // A one-shot target whose pod is gone by now (killed, and recorded Recovered at a
+        // later pass) is done as well: without it the experiment would stay Running forever.
+        Goal::Injected { .. } if !lasts && injected + failed + recovered == n => {
             if failed == n {
                 ExperimentPhase::Failed
             } else {
@@ -288,6 +290,29 @@ mod tests {
         let mut s = situation(10_000);
         s.duration = None;
         assert_eq!(decide(&s).1, Some(RENEW_EVERY));
+    }
+
+    #[test]
+    fn a_one_shot_experiment_whose_killed_pod_is_gone_is_finished() {
+        let rec = |id: &str, phase| TargetRecord {
+            id: id.into(),
+            node: None,
+            phase,
+            message: None,
+            injected_at: None,
+            recovered_at: None,
+        };
+        let records = vec![
+            rec("ns/a", RecordPhase::Injected),
+            rec("ns/b", RecordPhase::Recovered),
+            rec("ns/c", RecordPhase::Failed),
+        ];
+        let kill = Goal::Injected { ttl: None };
+        let s = status(&ChaosStatus::default(), records, kill, false, &Time(at(0)));
+        assert_eq!(s.phase, Some(ExperimentPhase::Finished));
+        let pending = vec![rec("ns/a", RecordPhase::Pending)];
+        let s = status(&ChaosStatus::default(), pending, kill, false, &Time(at(0)));
+        assert_eq!(s.phase, Some(ExperimentPhase::Running), "not sent yet");
     }
 
     #[test]

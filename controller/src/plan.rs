@@ -43,6 +43,8 @@ pub enum Call {
     DeletePod {
         namespace: String,
         name: String,
+        /// The selected pod's uid, sent as a precondition.
+        uid: Option<String>,
         grace_period: Option<i64>,
     },
 }
@@ -123,6 +125,7 @@ pub fn pod_chaos(spec: &PodChaosSpec, uid: &str, pods: &[PodInfo]) -> Vec<Task> 
                 Ok(Call::DeletePod {
                     namespace: pod.namespace.clone(),
                     name: pod.name.clone(),
+                    uid: pod.uid.clone(),
                     grace_period: spec.grace_period,
                 }),
                 None,

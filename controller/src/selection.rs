@@ -30,6 +30,8 @@ use sha2::{Digest, Sha256};
 pub struct PodInfo {
     pub namespace: String,
     pub name: String,
+    /// `metadata.uid`: a pod deletion names it, so a same-name replacement is never killed.
+    pub uid: Option<String>,
     pub labels: BTreeMap<String, String>,
     pub annotations: BTreeMap<String, String>,
     pub node: Option<String>,

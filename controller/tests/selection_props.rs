@@ -133,6 +133,7 @@ fn arb_pod() -> impl Strategy<Value = PodInfo> {
             |(ns, name, labels, annotations, node, phase, ip, deleting, containers)| PodInfo {
                 namespace: s(ns),
                 name: s(name),
+                uid: None,
                 labels,
                 annotations,
                 node: node.map(s),
@@ -722,6 +723,7 @@ fn running(ns: &str, name: &str) -> PodInfo {
     PodInfo {
         namespace: s(ns),
         name: s(name),
+        uid: None,
         labels: BTreeMap::from([(s("app"), s("cart"))]),
         annotations: BTreeMap::new(),
         node: Some(s("n0")),

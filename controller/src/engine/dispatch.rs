@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use futures::StreamExt as _;
 use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DeleteParams};
+use kube::api::{Api, DeleteParams, Preconditions};
 use serde_json::Value;
 
 use super::Ctx;
@@ -25,32 +25,56 @@ const NODES_IN_FLIGHT: usize = 64;
 /// Pod deletions in flight (they also wait for the client's QPS tokens).
 const DELETES_IN_FLIGHT: usize = 16;
 
+/// What a daemon call is for, as far as reading its answer goes.
+#[derive(Debug, Clone, Copy)]
+struct Purpose {
+    recover: bool,
+    no_daemon_is_done: bool,
+}
+
 /// A daemon call's answer as the step sees it: a recovery of a fault that is not there (any
-/// more) or whose target is gone is done.
-fn daemon_sent(recover: bool, result: Result<Value, DaemonCallError>) -> Sent {
+/// more) or whose target is gone is done; so is one of a never-confirmed fault on a node
+/// without a daemon ([`Send::Daemon`]'s `no_daemon_is_done`).
+fn daemon_sent(purpose: Purpose, result: Result<Value, DaemonCallError>) -> Sent {
     match result {
         Ok(_) => Ok(()),
-        Err(e) if recover && (e.unknown_fault() || e.target_gone()) => Ok(()),
+        Err(e) if purpose.recover && (e.unknown_fault() || e.target_gone()) => Ok(()),
+        Err(DaemonCallError::NoDaemon { .. }) if purpose.recover && purpose.no_daemon_is_done => {
+            Ok(())
+        }
         Err(e) => Err((e.transient(), e.to_string())),
     }
 }
 
-async fn delete_pod(ctx: &Ctx, namespace: &str, name: &str, grace: Option<i64>) -> Sent {
+/// Deletes the pod that was selected: with its uid as a precondition, a retried kill (its first
+/// try timed out, or a later pass sends it again) never kills a same-name replacement. 404 (it
+/// is gone) and 409 (the name is another pod's now) both mean the selected pod is gone.
+async fn delete_pod(
+    ctx: &Ctx,
+    namespace: &str,
+    name: &str,
+    uid: Option<String>,
+    grace: Option<i64>,
+) -> Sent {
     let api: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
     let dp = DeleteParams {
         grace_period_seconds: grace.and_then(|g| u32::try_from(g).ok()),
+        preconditions: uid.map(|uid| Preconditions {
+            uid: Some(uid),
+            resource_version: None,
+        }),
         ..DeleteParams::default()
     };
     match api.delete(name, &dp).await {
         Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
         Err(e) => Err((true, faultline_api::report::error_text(&e))),
     }
 }
 
 type Indexed = Vec<(usize, Sent)>;
-/// A daemon call with its index: (index, method, params, is a recovery).
-type NodeCall = (usize, &'static str, Value, bool);
+/// A daemon call with its index: (index, method, params, what it is for).
+type NodeCall = (usize, &'static str, Value, Purpose);
 
 /// One node's calls, in batches of [`BATCH`], [`BATCHES_PER_NODE`] at a time.
 async fn send_node(ctx: &Ctx, node: String, calls: Vec<NodeCall>) -> Indexed {
@@ -69,14 +93,14 @@ async fn send_node(ctx: &Ctx, node: String, calls: Vec<NodeCall>) -> Indexed {
 async fn send_batch(ctx: &Ctx, node: &str, batch: Vec<NodeCall>) -> Indexed {
     let mut keys = Vec::with_capacity(batch.len());
     let mut wire = Vec::with_capacity(batch.len());
-    for (i, method, params, recover) in batch {
-        keys.push((i, recover));
+    for (i, method, params, purpose) in batch {
+        keys.push((i, purpose));
         wire.push((method, params));
     }
     let answers = ctx.daemons.call_batch(node, wire).await;
     keys.into_iter()
         .zip(answers)
-        .map(|((i, recover), answer)| (i, daemon_sent(recover, answer)))
+        .map(|((i, purpose), answer)| (i, daemon_sent(purpose, answer)))
         .collect()
 }
 
@@ -91,16 +115,26 @@ pub(super) async fn send_all(ctx: &Ctx, calls: Vec<(usize, Send)>) -> Indexed {
                 method,
                 params,
                 recover,
-            } => by_node
-                .entry(node)
-                .or_default()
-                .push((i, method, params, recover)),
+                no_daemon_is_done,
+            } => by_node.entry(node).or_default().push((
+                i,
+                method,
+                params,
+                Purpose {
+                    recover,
+                    no_daemon_is_done,
+                },
+            )),
             Send::DeletePod {
                 namespace,
                 name,
+                uid,
                 grace_period,
             } => deletes.push(Box::pin(async move {
-                vec![(i, delete_pod(ctx, &namespace, &name, grace_period).await)]
+                vec![(
+                    i,
+                    delete_pod(ctx, &namespace, &name, uid, grace_period).await,
+                )]
             })),
         }
     }
@@ -117,4 +151,32 @@ pub(super) async fn send_all(ctx: &Ctx, calls: Vec<(usize, Send)>) -> Indexed {
             .concat(),
     );
     daemons.into_iter().chain(deleted).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_daemon() -> Result<Value, DaemonCallError> {
+        Err(DaemonCallError::NoDaemon {
+            node: "node-a".into(),
+            namespace: "faultline-system".into(),
+        })
+    }
+
+    #[test]
+    fn no_daemon_is_done_only_for_a_recovery_that_says_so() {
+        let purpose = |recover, no_daemon_is_done| Purpose {
+            recover,
+            no_daemon_is_done,
+        };
+        assert_eq!(daemon_sent(purpose(true, true), no_daemon()), Ok(()));
+        for (recover, done) in [(true, false), (false, false), (false, true)] {
+            let Err((transient, why)) = daemon_sent(purpose(recover, done), no_daemon()) else {
+                panic!("recover {recover}, no_daemon_is_done {done}: must fail");
+            };
+            assert!(transient, "retried");
+            assert!(why.contains("node-a"), "{why}");
+        }
+    }
 }

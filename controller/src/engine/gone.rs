@@ -1,8 +1,9 @@
 //! Targets whose pod is gone (deleted mid-run, or evicted): they count as recovered, and never
 //! hold up the experiment or its deletion. What may outlive the pod on its node — the daemon's
 //! journal entry, stress-ng, I/O rules — gets one best-effort recovery call by fault id
-//! ([`Chaos::recover_gone`](crate::kinds::Chaos::recover_gone)) — for every target that was
-//! ever injected, also one whose last renewal failed. If that call fails too (the node or its
+//! ([`Chaos::recover_gone`](crate::kinds::Chaos::recover_gone)) — for every target not
+//! recovered yet: one that was injected, also one whose last renewal failed, and one whose
+//! inject may have gone out unanswered (`Pending`, `Failed`). If that call fails too (the node or its
 //! daemon went with the pod), the record says so, and the fault's ttl (every lasting fault is
 //! sent with one) ends it there.
 
@@ -19,9 +20,8 @@ const GONE: &str = "the target pod is gone";
 pub(super) async fn recover(pass: &Pass<'_>, gone: Vec<&TargetRecord>) -> Vec<TargetRecord> {
     let mut calls = Vec::new();
     for (i, r) in gone.iter().enumerate() {
-        let ever_injected = r.injected_at.is_some() && r.phase != RecordPhase::Recovered;
         if let (true, Some(node), Some((method, params))) = (
-            ever_injected,
+            r.phase != RecordPhase::Recovered,
             &r.node,
             (pass.recover_gone)(&r.id, &fault_id(pass.uid, &r.id)),
         ) {
@@ -32,6 +32,7 @@ pub(super) async fn recover(pass: &Pass<'_>, gone: Vec<&TargetRecord>) -> Vec<Ta
                     method,
                     params,
                     recover: true,
+                    no_daemon_is_done: false,
                 },
             ));
         }

@@ -38,6 +38,7 @@ pub(super) fn pod_info(pod: &Pod) -> PodInfo {
     PodInfo {
         namespace: pod.namespace().unwrap_or_default(),
         name: pod.name_any(),
+        uid: pod.uid(),
         labels: pod.labels().clone(),
         annotations: pod.annotations().clone(),
         node: pod.spec.as_ref().and_then(|s| s.node_name.clone()),

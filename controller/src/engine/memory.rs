@@ -37,32 +37,48 @@ impl Renewals {
     }
 }
 
-/// The `resourceVersion` a status write of each experiment was refused for (409). The watch
-/// cache can still hand that version to the next pass; a pass on it would act on what is known
-/// to be stale (select and kill again, say), so it waits for the cache instead.
+/// The `resourceVersion`s of each experiment that a status write of this controller went onto
+/// or was refused for (409): outdated. The watch cache can still hand one to the next pass; a
+/// pass on it would act on what is known to be stale (send again what the last pass sent,
+/// select and kill again), so it waits for the cache instead.
 #[derive(Default)]
-pub struct Stale(Mutex<BTreeMap<String, String>>);
+pub struct Stale(Mutex<BTreeMap<String, Vec<String>>>);
+
+/// Outdated versions kept per experiment: a pass writes at most three times (ahead, final, the
+/// retry of a conflict), and the cache is never more than a pass behind for long.
+const KEPT: usize = 8;
 
 impl Stale {
-    pub(super) fn refused(&self, uid: &str, resource_version: Option<String>) {
+    pub(super) fn superseded(&self, uid: &str, resource_version: Option<String>) {
         if let Some(rv) = resource_version {
             let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-            map.insert(uid.to_owned(), rv);
+            let versions = map.entry(uid.to_owned()).or_default();
+            if !versions.contains(&rv) {
+                if versions.len() == KEPT {
+                    versions.remove(0);
+                }
+                versions.push(rv);
+            }
         }
     }
 
-    /// Whether `resource_version` of `uid` is one a write was refused for; forgets the refusal
-    /// once a newer version is seen.
+    /// Whether `resource_version` of `uid` is one known to be outdated; forgets them all once
+    /// another version is seen (the cache only moves forward, so that one is newer).
     pub(super) fn is_stale(&self, uid: &str, resource_version: Option<&str>) -> bool {
         let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        match map.get(uid) {
-            Some(rv) if Some(rv.as_str()) == resource_version => true,
-            Some(_) => {
+        match (map.get(uid), resource_version) {
+            (Some(versions), Some(rv)) if versions.iter().any(|v| v == rv) => true,
+            (Some(_), _) => {
                 map.remove(uid);
                 false
             }
-            None => false,
+            (None, _) => false,
         }
+    }
+
+    /// Forgets `uid` (its object is gone).
+    pub(super) fn forget(&self, uid: &str) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(uid);
     }
 }
 
@@ -97,16 +113,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_refused_version_is_stale_until_a_newer_one_is_seen() {
+    fn superseded_versions_are_stale_until_a_newer_one_is_seen() {
         let s = Stale::default();
-        s.refused("u", Some("7".into()));
-        assert!(s.is_stale("u", Some("7")));
+        s.superseded("u", Some("7".into()));
+        s.superseded("u", Some("9".into()));
+        assert!(s.is_stale("u", Some("7")), "two writes behind");
+        assert!(s.is_stale("u", Some("9")));
         assert!(!s.is_stale("other", Some("7")));
-        assert!(!s.is_stale("u", Some("8")));
+        assert!(!s.is_stale("u", Some("10")));
         assert!(
             !s.is_stale("u", Some("7")),
             "forgotten once a newer version was seen"
         );
+        for v in 0..20 {
+            s.superseded("u", Some(v.to_string()));
+        }
+        assert!(s.is_stale("u", Some("19")));
+        assert!(!s.is_stale("u", Some("0")), "only the last few are kept");
     }
 
     #[test]

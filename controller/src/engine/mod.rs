@@ -254,6 +254,37 @@ async fn publish_outcomes(
         .await;
 }
 
+/// Ends an experiment that cannot start: phase Failed, the reason on its condition and in a
+/// Warning Event. Nothing was injected (it has no records).
+async fn refuse<K: Chaos>(
+    ctx: &Ctx,
+    obj: &K,
+    old: &faultline_api::status::ChaosStatus,
+    goal: Goal,
+    now: &Time,
+    reason: &str,
+    why: String,
+) -> Result<Action, ReconcileError> {
+    let reference = obj.object_ref(&());
+    publish(
+        ctx,
+        &reference,
+        EventType::Warning,
+        reason,
+        why.clone(),
+        "Select",
+    )
+    .await;
+    let mut status = crate::lifecycle::status(old, Vec::new(), goal, obj.lasts(), now);
+    status.phase = Some(faultline_api::status::ExperimentPhase::Failed);
+    if let Some(c) = status.conditions.first_mut() {
+        c.reason = Some(reason.into());
+        c.message = Some(why);
+    }
+    write_status(ctx, obj, &status).await?;
+    Ok(Action::await_change())
+}
+
 /// One pass toward the goal; `deleting` = the cleanup branch.
 async fn run<K: Chaos>(obj: &K, ctx: &Ctx, deleting: bool) -> Result<Action, ReconcileError> {
     let ns = obj.namespace().unwrap_or_default();
@@ -297,27 +328,19 @@ async fn run<K: Chaos>(obj: &K, ctx: &Ctx, deleting: bool) -> Result<Action, Rec
         }
         return Ok(Action::await_change());
     }
+    if old.records.is_empty() && matches!(goal, Goal::Injected { .. }) {
+        // The webhook refuses these, but the controller does not count on it being deployed
+        // (or having been, when the object was written): an invalid `duration` would read as
+        // "none" and run until deleted.
+        let violations = obj.validate();
+        if !violations.is_empty() {
+            let why = faultline_api::validate::describe(&violations);
+            return refuse(ctx, obj, &old, goal, &now, "InvalidSpec", why).await;
+        }
+    }
     let pods = match lookup::targets(obj, ctx, &old, &ns, &uid).await? {
         Ok(p) => p,
-        Err(why) => {
-            publish(
-                ctx,
-                &reference,
-                EventType::Warning,
-                "SelectionFailed",
-                why.clone(),
-                "Select",
-            )
-            .await;
-            let mut status = crate::lifecycle::status(&old, Vec::new(), goal, obj.lasts(), &now);
-            status.phase = Some(faultline_api::status::ExperimentPhase::Failed);
-            if let Some(c) = status.conditions.first_mut() {
-                c.reason = Some("SelectionFailed".into());
-                c.message = Some(why);
-            }
-            write_status(ctx, obj, &status).await?;
-            return Ok(Action::await_change());
-        }
+        Err(why) => return refuse(ctx, obj, &old, goal, &now, "SelectionFailed", why).await,
     };
     if pods.is_empty() && old.records.is_empty() {
         let mut status = crate::lifecycle::status(&old, Vec::new(), goal, obj.lasts(), &now);
@@ -340,6 +363,29 @@ async fn run<K: Chaos>(obj: &K, ctx: &Ctx, deleting: bool) -> Result<Action, Rec
     };
     let tasks = obj.tasks(&uid, &pods, &peers);
     let renew = ctx.renewals.due(&uid);
+    let mode = step::Mode {
+        lasts: obj.lasts(),
+        renew,
+    };
+    // Records first, then the calls (see `step::ahead`); the rest of the pass stands on the
+    // version that write made.
+    let written_ahead;
+    let (obj, old) = match step::ahead(&tasks, &old.records, goal, mode) {
+        Some(records) => {
+            let status = faultline_api::status::ChaosStatus {
+                records,
+                ..old.clone()
+            };
+            match write_status(ctx, obj, &status).await? {
+                Some(written) => {
+                    written_ahead = written;
+                    (&written_ahead, status)
+                }
+                None => (obj, old),
+            }
+        }
+        None => (obj, old),
+    };
     let recover_gone = |record: &str, fault: &str| obj.recover_gone(record, fault);
     let by_key: BTreeMap<String, PodInfo> = pods.into_iter().map(|p| (p.key(), p)).collect();
     let pass = Pass {
@@ -348,10 +394,7 @@ async fn run<K: Chaos>(obj: &K, ctx: &Ctx, deleting: bool) -> Result<Action, Rec
         uid: &uid,
         recover_gone: &recover_gone,
         goal,
-        mode: step::Mode {
-            lasts: obj.lasts(),
-            renew,
-        },
+        mode,
         now: &now,
         reference: &reference,
     };
@@ -402,18 +445,25 @@ async fn run<K: Chaos>(obj: &K, ctx: &Ctx, deleting: bool) -> Result<Action, Rec
                 .collect();
             return Err(ReconcileError::Recovery(failed.join("; ")));
         }
-        return Ok(Action::requeue(ctx.backoff.failed(&uid)));
+        // A retry never postpones the end of the duration.
+        let retry_in = ctx.backoff.failed(&uid);
+        return Ok(Action::requeue(wake.map_or(retry_in, |w| w.min(retry_in))));
     }
     ctx.backoff.passed(&uid);
     Ok(wake.map_or_else(Action::await_change, Action::requeue))
 }
 
 /// Deletion: recover every target, then let the finalizer go. With `faultline.dev/force-recover:
-/// "true"` the finalizer goes after one attempt whatever its result, with a Warning Event.
+/// "true"` the finalizer goes after one recovery attempt whatever its result, with a Warning
+/// Event — an attempt that sent its calls: a pass that could not get that far (the API
+/// unreachable, an outdated cached version) is retried as usual.
 async fn cleanup<K: Chaos>(obj: &K, ctx: &Ctx) -> Result<Action, ReconcileError> {
     match run(obj, ctx, true).await {
-        Ok(action) => Ok(action),
-        Err(err)
+        Ok(action) => {
+            ctx.stale.forget(&obj.uid().unwrap_or_default());
+            Ok(action)
+        }
+        Err(err @ ReconcileError::Recovery(_))
             if obj
                 .annotations()
                 .get(FORCE_RECOVER)

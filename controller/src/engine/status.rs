@@ -6,6 +6,10 @@
 //! change itself wakes another reconcile). If the status changed too (another writer, e.g. a
 //! replica that led before), the pass gives way: [`ReconcileError::Conflict`] makes the engine
 //! decide again from the fresh object. Records are never dropped for a conflict.
+//!
+//! Every version a write went onto is remembered as superseded ([`Stale`](super::Stale)): the
+//! watch cache can hand it to the next pass before the write's own echo arrives, and a pass on
+//! it would send again what this one sent.
 
 use faultline_api::status::ChaosStatus;
 use kube::ResourceExt;
@@ -15,8 +19,8 @@ use serde_json::json;
 use super::{Ctx, ReconcileError, kube_err};
 use crate::kinds::Chaos;
 
-enum Written {
-    Done,
+enum Written<K> {
+    Done(K),
     Conflict,
 }
 
@@ -26,7 +30,7 @@ async fn patch<K: Chaos>(
     resource_version: Option<String>,
     status: &ChaosStatus,
     what: &str,
-) -> Result<Written, ReconcileError> {
+) -> Result<Written<K>, ReconcileError> {
     let body = json!({
         "metadata": {"resourceVersion": resource_version},
         "status": status,
@@ -35,27 +39,30 @@ async fn patch<K: Chaos>(
         .patch_status(name, &PatchParams::default(), &Patch::Merge(&body))
         .await
     {
-        Ok(_) => Ok(Written::Done),
+        Ok(written) => Ok(Written::Done(written)),
         Err(kube::Error::Api(s)) if s.code == 409 => Ok(Written::Conflict),
         Err(e) => Err(kube_err(format!("write the status of {what}"))(e)),
     }
 }
 
+/// Writes `status` onto `obj`; returns the object as written (`None`: it had that status
+/// already).
 pub(super) async fn write_status<K: Chaos>(
     ctx: &Ctx,
     obj: &K,
     status: &ChaosStatus,
-) -> Result<(), ReconcileError> {
+) -> Result<Option<K>, ReconcileError> {
     if obj.status() == Some(status) {
-        return Ok(());
+        return Ok(None);
     }
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
     let name = obj.name_any();
     let what = format!("{}/{name}", K::KIND);
+    let uid = obj.uid().unwrap_or_default();
     let mut written = patch(&api, &name, obj.resource_version(), status, &what).await?;
+    // Refused or written over, the version read is outdated now.
+    ctx.stale.superseded(&uid, obj.resource_version());
     if let Written::Conflict = written {
-        ctx.stale
-            .refused(&obj.uid().unwrap_or_default(), obj.resource_version());
         let fresh = api
             .get(&name)
             .await
@@ -65,11 +72,12 @@ pub(super) async fn write_status<K: Chaos>(
         {
             tracing::debug!(%what, "status conflict on metadata only; writing onto the fresh version");
             written = patch(&api, &name, fresh.resource_version(), status, &what).await?;
+            ctx.stale.superseded(&uid, fresh.resource_version());
         }
     }
-    if let Written::Conflict = written {
+    let Written::Done(written) = written else {
         return Err(ReconcileError::Conflict(what));
-    }
+    };
     ctx.metrics.phase(
         K::KIND,
         obj.status()
@@ -78,5 +86,5 @@ pub(super) async fn write_status<K: Chaos>(
             .as_deref(),
         status.phase.map(|p| format!("{p:?}")).as_deref(),
     );
-    Ok(())
+    Ok(Some(written))
 }

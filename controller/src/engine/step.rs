@@ -2,6 +2,7 @@
 //! send (a daemon call, a pod deletion, or nothing), [`outcome`] turns what came back into the
 //! record and the Event. The sending (batched per node) is `dispatch`'s.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use faultline_api::status::{RecordPhase, TargetRecord};
@@ -26,10 +27,16 @@ pub(super) enum Send {
         params: Value,
         /// A recovery: "no such fault" and "target gone" count as done.
         recover: bool,
+        /// A recovery of a fault no daemon ever confirmed: "no daemon on that node" counts as
+        /// done too. Nothing can run there (a daemon recovers every fault of its journal when
+        /// it stops and when it starts), and retrying would hold the experiment and its
+        /// finalizer for as long as the node has no daemon (a taint it does not tolerate).
+        no_daemon_is_done: bool,
     },
     DeletePod {
         namespace: String,
         name: String,
+        uid: Option<String>,
         grace_period: Option<i64>,
     },
 }
@@ -75,15 +82,22 @@ pub(super) fn work(task: &Task, old: Option<&TargetRecord>, goal: Goal, mode: Mo
             if was == RecordPhase::Injected && !(mode.lasts && mode.renew) {
                 return Work::Skip;
             }
+            // A one-shot action runs once per target: a killed pod recorded Recovered (it was
+            // gone at a pass) must not be killed again when a same-name replacement appears.
+            if !mode.lasts && was == RecordPhase::Recovered {
+                return Work::Skip;
+            }
             match &task.inject {
                 Err(why) => Work::Settled(Err((false, why.clone()))),
                 Ok(Call::DeletePod {
                     namespace,
                     name,
+                    uid,
                     grace_period,
                 }) => Work::Call(Send::DeletePod {
                     namespace: namespace.clone(),
                     name: name.clone(),
+                    uid: uid.clone(),
                     grace_period: *grace_period,
                 }),
                 Ok(Call::Daemon {
@@ -103,6 +117,7 @@ pub(super) fn work(task: &Task, old: Option<&TargetRecord>, goal: Goal, mode: Mo
                         method,
                         params,
                         recover: false,
+                        no_daemon_is_done: false,
                     })
                 }
             }
@@ -117,7 +132,9 @@ pub(super) fn work(task: &Task, old: Option<&TargetRecord>, goal: Goal, mode: Mo
                 // A one-shot action never run: nothing to undo.
                 return Work::Settled(Ok(()));
             };
-            let Some(node) = &task.node else {
+            // The fault lives where it was sent: a same-name replacement pod may run on
+            // another node, or on none yet.
+            let Some(node) = old.and_then(|r| r.node.as_ref()).or(task.node.as_ref()) else {
                 return Work::Settled(Err((false, NOT_SCHEDULED.to_owned())));
             };
             Work::Call(Send::Daemon {
@@ -125,9 +142,54 @@ pub(super) fn work(task: &Task, old: Option<&TargetRecord>, goal: Goal, mode: Mo
                 method,
                 params: params.clone(),
                 recover: true,
+                no_daemon_is_done: old.is_none_or(|r| r.injected_at.is_none()),
             })
         }
     }
+}
+
+/// The records to write *before* this pass sends anything, or `None` when the written ones
+/// will do. A target about to be injected for the first time (or again, after it was
+/// recovered) gets a `Pending` record first: recovery goes by the written records, so one whose
+/// inject went out while the pass's final status write then failed (a crash, a lost Lease, an
+/// API error, the object deleted meanwhile) is still recovered, and a one-shot experiment never
+/// selects again (a second kill). Writing it also proves the pass read the latest version
+/// (the write is conflict-checked), so a pass on a lagging cache sends nothing.
+pub(super) fn ahead(
+    tasks: &[Task],
+    old: &[TargetRecord],
+    goal: Goal,
+    mode: Mode,
+) -> Option<Vec<TargetRecord>> {
+    if !matches!(goal, Goal::Injected { .. }) {
+        return None;
+    }
+    let mut records: BTreeMap<&str, TargetRecord> =
+        old.iter().map(|r| (r.id.as_str(), r.clone())).collect();
+    let mut changed = false;
+    for task in tasks {
+        let prior = records.get(task.record_id.as_str());
+        if prior.is_some_and(|r| r.phase != RecordPhase::Recovered)
+            || !matches!(work(task, prior, goal, mode), Work::Call(_))
+        {
+            continue;
+        }
+        changed = true;
+        let record = records
+            .entry(task.record_id.as_str())
+            .or_insert_with(|| TargetRecord {
+                id: task.record_id.clone(),
+                node: None,
+                phase: RecordPhase::Pending,
+                message: None,
+                injected_at: None,
+                recovered_at: None,
+            });
+        record.phase = RecordPhase::Pending;
+        record.message = None;
+        record.node = task.node.clone().or(record.node.take());
+    }
+    changed.then(|| records.into_values().collect())
 }
 
 fn ttl_text(ttl: Duration) -> String {

@@ -15,6 +15,16 @@ use crate::daemon_client::{DaemonTls, Daemons};
 
 /// (method, path and query, body) of every request the mock saw.
 type Seen = Arc<Mutex<Vec<(Method, String, Value)>>>;
+/// The chaos object as the mock API server has it.
+type Shared = Arc<Mutex<Value>>;
+
+fn bump(object: &mut Value) {
+    let rv: u64 = object["metadata"]["resourceVersion"]
+        .as_str()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    object["metadata"]["resourceVersion"] = json!((rv + 1).to_string());
+}
 
 fn experiment(resource_version: &str, status: Value) -> Value {
     json!({
@@ -50,13 +60,20 @@ fn reply(code: StatusCode, body: &Value) -> Response<Body> {
         .unwrap()
 }
 
-/// A mock API server: the pod list, deletions, Events; the first status write refused with
-/// 409; a re-read answered with `fresh`.
-fn serve(fresh: Value) -> (Ctx, Seen) {
+/// A change someone else makes to the object (a new `resourceVersion` follows).
+type Meddle = fn(&mut Value);
+
+/// A mock API server holding one chaos object, `current`: the pod list, deletions, Events;
+/// status writes are conflict-checked against its `resourceVersion` (which each write bumps);
+/// after status write number `meddle_after` is applied, `meddle` changes the object as
+/// another client would.
+fn serve(current: Value, meddle_after: usize, meddle: Meddle) -> (Ctx, Seen, Shared) {
     let (svc, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(svc, "default");
     let seen: Seen = Arc::default();
     let log = seen.clone();
+    let object: Shared = Arc::new(Mutex::new(current));
+    let state = object.clone();
     tokio::spawn(async move {
         let mut status_writes = 0;
         while let Some((req, send)) = handle.next_request().await {
@@ -68,6 +85,7 @@ fn serve(fresh: Value) -> (Ctx, Seen) {
                 .unwrap()
                 .push((parts.method.clone(), path.clone(), body.clone()));
             let chaos = "/apis/chaos.faultline.dev/v1alpha1/namespaces/ns1/podchaos/exp";
+            let mut current = state.lock().unwrap();
             let answer = match (&parts.method, path.as_str()) {
                 (&Method::GET, p) if p.starts_with("/api/v1/namespaces/ns1/pods?") => reply(
                     StatusCode::OK,
@@ -78,8 +96,8 @@ fn serve(fresh: Value) -> (Ctx, Seen) {
                 }
                 (&Method::POST, p) if p.contains("/events") => reply(StatusCode::CREATED, &body),
                 (&Method::PATCH, p) if p.starts_with(&format!("{chaos}/status")) => {
-                    status_writes += 1;
-                    if status_writes == 1 {
+                    if body["metadata"]["resourceVersion"] != current["metadata"]["resourceVersion"]
+                    {
                         reply(
                             StatusCode::CONFLICT,
                             &json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
@@ -87,10 +105,18 @@ fn serve(fresh: Value) -> (Ctx, Seen) {
                                 "message": "the object has been modified"}),
                         )
                     } else {
-                        reply(StatusCode::OK, &fresh)
+                        status_writes += 1;
+                        current["status"] = body["status"].clone();
+                        bump(&mut current);
+                        let written = reply(StatusCode::OK, &current);
+                        if status_writes == meddle_after {
+                            meddle(&mut current);
+                            bump(&mut current);
+                        }
+                        written
                     }
                 }
-                (&Method::GET, p) if p.starts_with(chaos) => reply(StatusCode::OK, &fresh),
+                (&Method::GET, p) if p.starts_with(chaos) => reply(StatusCode::OK, &current),
                 (m, p) => panic!("unexpected request {m} {p}"),
             };
             send.send_response(answer);
@@ -125,7 +151,7 @@ fn serve(fresh: Value) -> (Ctx, Seen) {
         backoff: Default::default(),
         stale: Default::default(),
     };
-    (ctx, seen)
+    (ctx, seen, object)
 }
 
 fn status_writes(seen: &Seen) -> Vec<Value> {
@@ -145,13 +171,40 @@ fn deletes(seen: &Seen) -> usize {
         .count()
 }
 
+fn nobody(_: &mut Value) {}
+
+#[tokio::test]
+async fn records_are_written_before_the_fault_is_sent_and_settled_after() {
+    let (ctx, seen, _) = serve(experiment("7", Value::Null), 0, nobody);
+    let obj: PodChaos = serde_json::from_value(experiment("7", Value::Null)).unwrap();
+    reconcile(Arc::new(obj), Arc::new(ctx))
+        .await
+        .expect("reconciled");
+    let requests: Vec<(Method, String)> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(m, p, _)| *m == Method::DELETE || p.contains("/status"))
+        .map(|(m, p, _)| (m.clone(), p.clone()))
+        .collect();
+    assert_eq!(requests.len(), 3, "{requests:#?}");
+    assert_eq!(requests[0].0, Method::PATCH, "the record first");
+    assert_eq!(requests[1].0, Method::DELETE, "then the kill");
+    assert_eq!(requests[2].0, Method::PATCH, "then its outcome");
+    let writes = status_writes(&seen);
+    assert_eq!(writes[0]["status"]["records"][0]["phase"], "Pending");
+    assert_eq!(writes[1]["metadata"]["resourceVersion"], "8");
+    assert_eq!(writes[1]["status"]["records"][0]["phase"], "Injected");
+}
+
 #[tokio::test]
 async fn a_conflict_on_metadata_only_keeps_the_records_of_what_was_sent() {
-    // Between the read and the write someone paused the experiment: a new resourceVersion,
-    // the same (empty) status.
-    let mut fresh = experiment("8", Value::Null);
-    fresh["metadata"]["annotations"] = json!({PAUSE: "true"});
-    let (ctx, seen) = serve(fresh);
+    // After the records were written ahead, while the kill was on its way, someone paused the
+    // experiment: a new resourceVersion, the same status.
+    fn pause(o: &mut Value) {
+        o["metadata"]["annotations"] = json!({PAUSE: "true"});
+    }
+    let (ctx, seen, _) = serve(experiment("7", Value::Null), 1, pause);
     let obj: PodChaos = serde_json::from_value(experiment("7", Value::Null)).unwrap();
     let action = reconcile(Arc::new(obj), Arc::new(ctx))
         .await
@@ -159,21 +212,39 @@ async fn a_conflict_on_metadata_only_keeps_the_records_of_what_was_sent() {
     assert_eq!(action, Action::await_change());
     assert_eq!(deletes(&seen), 1, "the pod was killed once");
     let writes = status_writes(&seen);
-    assert_eq!(writes.len(), 2, "{writes:#?}");
-    assert_eq!(writes[0]["metadata"]["resourceVersion"], "7");
+    assert_eq!(writes.len(), 3, "{writes:#?}");
+    assert_eq!(writes[1]["metadata"]["resourceVersion"], "8", "refused");
     assert_eq!(
-        writes[1]["metadata"]["resourceVersion"], "8",
+        writes[2]["metadata"]["resourceVersion"], "9",
         "onto the fresh version"
     );
-    let records = &writes[1]["status"]["records"];
+    let records = &writes[2]["status"]["records"];
     assert_eq!(records[0]["id"], "ns1/web-0");
     assert_eq!(records[0]["phase"], "Injected", "{records:#}");
 }
 
 #[tokio::test]
-async fn a_conflict_with_another_writers_status_decides_again() {
+async fn an_experiment_deleted_while_its_faults_go_out_keeps_their_records() {
+    fn delete(o: &mut Value) {
+        o["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+    }
+    let (ctx, seen, object) = serve(experiment("7", Value::Null), 1, delete);
+    let obj: PodChaos = serde_json::from_value(experiment("7", Value::Null)).unwrap();
+    reconcile(Arc::new(obj), Arc::new(ctx))
+        .await
+        .expect("reconciled");
+    assert_eq!(deletes(&seen), 1);
+    // The outcome was not written over the deletion, but the record written ahead is there:
+    // the cleanup pass recovers what it names.
+    let records = object.lock().unwrap()["status"]["records"].clone();
+    assert_eq!(records[0]["id"], "ns1/web-0", "{records:#}");
+    assert_eq!(records[0]["phase"], "Pending");
+}
+
+#[tokio::test]
+async fn a_conflict_with_another_writers_status_decides_again_and_sends_nothing() {
     let other = json!({"records": [{"id": "ns1/web-1", "phase": "Injected"}]});
-    let (ctx, seen) = serve(experiment("8", other));
+    let (ctx, seen, _) = serve(experiment("8", other), 0, nobody);
     let obj: PodChaos = serde_json::from_value(experiment("7", Value::Null)).unwrap();
     let action = reconcile(Arc::new(obj), Arc::new(ctx))
         .await
@@ -188,4 +259,5 @@ async fn a_conflict_with_another_writers_status_decides_again() {
         1,
         "no write over another writer's status"
     );
+    assert_eq!(deletes(&seen), 0, "nothing sent from an outdated version");
 }
