@@ -1,10 +1,10 @@
-//! The methods' work: each apply journals, acts and arms its ttl; [`Daemon::undo`] recovers
-//! any journaled fault from its record alone.
+//! The methods' work: each apply validates, resolves its target and acts, through
+//! [`Daemon::apply_exclusive`] and [`Daemon::applied`] (`lifecycle`); [`Daemon::undo`]
+//! (`faults`) recovers any journaled fault from its record alone.
 
 use std::sync::Arc;
 
 use faultline_api::convert::stress::{StressPlan, stress_plan};
-use faultline_api::duration::parse_duration;
 use faultline_api::rpc::daemon::{
     FaultId, FaultKind, IoApplyParams, IoRecoverParams, KillParams, NetworkApplyParams,
     PodFailureParams, StressStartParams, Target,
@@ -13,115 +13,15 @@ use faultline_api::stress_chaos::StressChaosSpec;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::error::DaemonError;
-use crate::faults::{recover, recover_later};
+use crate::error::{ApplyError, DaemonError};
+use crate::faults::recover;
+use crate::lifecycle::{Ttl, ttl};
 use crate::metrics::Reason;
 use crate::netns::run_in;
-use crate::record::{Entry, Record, new_fault_id};
-use crate::{Daemon, cgroup, clock, io_relay, network, pod_failure, stress};
-
-/// A `ttl` as a duration and the RFC 3339 time it ends.
-fn ttl(
-    field: &str,
-    ttl: Option<&str>,
-) -> Result<Option<(std::time::Duration, String)>, DaemonError> {
-    let Some(text) = ttl else { return Ok(None) };
-    let d = parse_duration(text)
-        .map_err(|e| DaemonError::invalid(field, e.to_string(), "invalid-duration"))?;
-    if d.is_zero() {
-        return Err(DaemonError::invalid(
-            field,
-            "must be longer than 0",
-            "invalid-duration",
-        ));
-    }
-    Ok(Some((d, clock::rfc3339(std::time::SystemTime::now() + d))))
-}
-
-/// A client-chosen fault id: `[a-z0-9-]`, 1–63 characters (a file name, an environment value
-/// and part of an iptables chain name).
-fn checked_id(id: &FaultId) -> Result<(), DaemonError> {
-    let ok = !id.0.is_empty()
-        && id.0.len() <= 63
-        && id
-            .0
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    if ok {
-        Ok(())
-    } else {
-        Err(DaemonError::invalid(
-            "faultId",
-            format!("`{}` is not 1-63 characters of a-z, 0-9 and -", id.0),
-            "invalid-fault-id",
-        ))
-    }
-}
+use crate::record::{Entry, Record};
+use crate::{Daemon, cgroup, io_relay, network, pod_failure, stress};
 
 impl Daemon {
-    /// The id of a new fault, or — when the client names an active fault of this kind — that
-    /// fault with its ttl renewed (`Ok(Err(id))`: nothing else to do).
-    fn fault_id(
-        self: &Arc<Self>,
-        requested: Option<&FaultId>,
-        kind: FaultKind,
-        ttl: Option<&(std::time::Duration, String)>,
-    ) -> Result<Result<FaultId, FaultId>, DaemonError> {
-        let Some(id) = requested else {
-            return Ok(Ok(new_fault_id(kind)));
-        };
-        checked_id(id)?;
-        match self.faults.kind_of(id) {
-            None => Ok(Ok(id.clone())),
-            Some(k) if k != kind => Err(DaemonError::invalid(
-                "faultId",
-                format!("{id} is an active fault of another kind"),
-                "wrong-kind",
-            )),
-            Some(_) => {
-                if let Some((delay, expires_at)) = ttl {
-                    self.faults.renew(id, expires_at.clone())?;
-                    recover_later(self, id.clone(), *delay, Reason::Ttl);
-                    tracing::debug!(fault_id = %id, %expires_at, "ttl renewed");
-                }
-                Ok(Err(id.clone()))
-            }
-        }
-    }
-
-    /// Journals a new fault, runs `act`, and on success arms its ttl; on failure the fault is
-    /// dropped from the journal (`act` undoes its own partial work).
-    async fn applied(
-        self: &Arc<Self>,
-        entry: Entry,
-        ttl: Option<std::time::Duration>,
-        act: impl std::future::Future<Output = Result<Option<Entry>, DaemonError>>,
-    ) -> Result<FaultId, DaemonError> {
-        let id = entry.fault_id.clone();
-        let kind = entry.record.kind();
-        self.faults.begin(entry)?;
-        match act.await {
-            Ok(updated) => {
-                if let Some(updated) = updated {
-                    self.faults.update(updated)?;
-                }
-                self.metrics.applied(kind);
-                if let Some(d) = ttl {
-                    recover_later(self, id.clone(), d, Reason::Ttl);
-                }
-                tracing::info!(fault_id = %id, kind = crate::metrics::kind_name(kind), "fault applied");
-                Ok(id)
-            }
-            Err(err) => {
-                // Each apply undoes its own partial work before it fails (stress kills what it
-                // started, network restores the device, io takes back the rules it may have
-                // added), so the entry can go.
-                self.faults.abandon(&id);
-                Err(err)
-            }
-        }
-    }
-
     pub(crate) async fn container_pid(&self, target: &Target) -> Result<u32, DaemonError> {
         Ok(self.resolve(target).await?.pid)
     }
@@ -208,10 +108,22 @@ impl Daemon {
         p: StressStartParams,
     ) -> Result<FaultId, DaemonError> {
         let ttl = ttl("ttl", p.ttl.as_deref())?;
-        let id = match self.fault_id(p.fault_id.as_ref(), FaultKind::Stress, ttl.as_ref())? {
-            Ok(new) => new,
-            Err(renewed) => return Ok(renewed),
-        };
+        let requested = p.fault_id.clone();
+        self.apply_exclusive(
+            requested.as_ref(),
+            FaultKind::Stress,
+            ttl,
+            |d, id, ttl| async move { d.stress_apply(p, id, ttl).await },
+        )
+        .await
+    }
+
+    async fn stress_apply(
+        self: Arc<Self>,
+        p: StressStartParams,
+        id: FaultId,
+        ttl: Option<Ttl>,
+    ) -> Result<FaultId, DaemonError> {
         let Some(stress_ng) = self.settings.stress_ng.clone() else {
             return Err(DaemonError::NotAvailable(
                 "stress-ng is not installed on this node".into(),
@@ -232,7 +144,17 @@ impl Daemon {
         );
         let mut updated = entry.clone();
         let act = async {
-            let started = stress::start(&stress_ng, &plan, target.pid, &dirs, &id.0)?;
+            let started = match stress::start(&stress_ng, &plan, target.pid, &dirs, &id.0) {
+                Ok(started) => started,
+                // stress-ng may be running with its pid unknown (it was spawned, then could
+                // not be looked up): kill whatever carries the fault's mark.
+                Err(err) => {
+                    return Err(match stress::stop(&id.0, None).await {
+                        Ok(()) => ApplyError::undone(err),
+                        Err(_) => ApplyError::left_behind(err),
+                    });
+                }
+            };
             tracing::info!(fault_id = %id, pid = started.pid, args = %plan.args.join(" "), cgroups = ?dirs, "stress-ng started in the target's cgroups");
             updated.record = Record::Stress {
                 target: target.clone(),
@@ -249,10 +171,22 @@ impl Daemon {
         p: PodFailureParams,
     ) -> Result<FaultId, DaemonError> {
         let ttl = ttl("ttl", p.ttl.as_deref())?;
-        let id = match self.fault_id(p.fault_id.as_ref(), FaultKind::PodFailure, ttl.as_ref())? {
-            Ok(new) => new,
-            Err(held) => return Ok(held),
-        };
+        let requested = p.fault_id.clone();
+        self.apply_exclusive(
+            requested.as_ref(),
+            FaultKind::PodFailure,
+            ttl,
+            |d, id, ttl| async move { d.pod_failure_held(p, id, ttl).await },
+        )
+        .await
+    }
+
+    async fn pod_failure_held(
+        self: Arc<Self>,
+        p: PodFailureParams,
+        id: FaultId,
+        ttl: Option<Ttl>,
+    ) -> Result<FaultId, DaemonError> {
         let client = self.kube().await?;
         let pause = p
             .pause_image
@@ -268,7 +202,10 @@ impl Daemon {
             },
         );
         let act = async {
-            pod_failure::apply(&client, &p.namespace, &p.pod, &id, &pause).await?;
+            // One replace carrying the pod's resourceVersion: it either happened or not.
+            pod_failure::apply(&client, &p.namespace, &p.pod, &id, &pause)
+                .await
+                .map_err(ApplyError::undone)?;
             Ok(None)
         };
         self.applied(entry, ttl.map(|t| t.0), act).await
@@ -320,6 +257,19 @@ impl Daemon {
                 "required",
             ));
         }
+        // Each rule is one call to the sidecar, and a rule id one journal string: a bound on
+        // what one call can cost. The controller sends one rule per fault.
+        if p.rules.len() > io_relay::MAX_RULES {
+            return Err(DaemonError::invalid(
+                "rules",
+                format!(
+                    "{} rules; at most {} per fault",
+                    p.rules.len(),
+                    io_relay::MAX_RULES
+                ),
+                "too-many",
+            ));
+        }
         let violations: Vec<_> = p
             .rules
             .iter()
@@ -339,10 +289,22 @@ impl Daemon {
             return Err(DaemonError::InvalidParams(violations));
         }
         let ttl = ttl("ttl", p.ttl.as_deref())?;
-        let id = match self.fault_id(p.fault_id.as_ref(), FaultKind::Io, ttl.as_ref())? {
-            Ok(new) => new,
-            Err(active) => return Ok(active),
-        };
+        let requested = p.fault_id.clone();
+        self.apply_exclusive(
+            requested.as_ref(),
+            FaultKind::Io,
+            ttl,
+            |d, id, ttl| async move { d.io_apply_held(p, id, ttl).await },
+        )
+        .await
+    }
+
+    async fn io_apply_held(
+        self: Arc<Self>,
+        p: IoApplyParams,
+        id: FaultId,
+        ttl: Option<Ttl>,
+    ) -> Result<FaultId, DaemonError> {
         let netns = self.resolve_netns(&p.target).await?;
         let ids = io_relay::rule_ids(&id.0, p.rules.len());
         let port = self.settings.sidecar_port;
@@ -357,7 +319,9 @@ impl Daemon {
             },
         );
         let act = async {
-            io_relay::apply(&netns, port, &p.rules, &ids, p.mount.as_deref()).await?;
+            io_relay::apply(&netns, port, &p.rules, &ids, p.mount.as_deref())
+                .await
+                .map_err(ApplyError::widen)?;
             Ok(None)
         };
         self.applied(entry, ttl.map(|t| t.0), act).await
@@ -399,10 +363,23 @@ impl Daemon {
     ) -> Result<FaultId, DaemonError> {
         let ttl = ttl("ttl", p.ttl.as_deref())?;
         let request = network::convert(&p).map_err(DaemonError::InvalidParams)?;
-        let id = match self.fault_id(p.fault_id.as_ref(), FaultKind::Network, ttl.as_ref())? {
-            Ok(new) => new,
-            Err(renewed) => return Ok(renewed),
-        };
+        let requested = p.fault_id.clone();
+        self.apply_exclusive(
+            requested.as_ref(),
+            FaultKind::Network,
+            ttl,
+            |d, id, ttl| async move { d.network_apply_held(p, request, id, ttl).await },
+        )
+        .await
+    }
+
+    async fn network_apply_held(
+        self: Arc<Self>,
+        p: NetworkApplyParams,
+        request: network::NetworkRequest,
+        id: FaultId,
+        ttl: Option<Ttl>,
+    ) -> Result<FaultId, DaemonError> {
         let netns = self.resolve_netns(&p.target).await?;
         let inode = std::fs::metadata(netns.proc_path("ns/net"))
             .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
@@ -441,7 +418,7 @@ impl Daemon {
             let mut all = others;
             all.push(request.shaping);
             let after = network::compose::compose(&all);
-            run_in(&netns, move || {
+            match run_in(&netns, move || {
                 network::apply_blocking(
                     &device,
                     ifindex,
@@ -451,82 +428,19 @@ impl Daemon {
                     request.partition.as_ref(),
                 )
             })
-            .await??;
+            .await
+            {
+                Ok(applied) => applied.map_err(ApplyError::widen)?,
+                // The thread died mid-way: what it changed is unknown.
+                Err(err @ crate::netns::NetnsError::ThreadDied) => {
+                    return Err(ApplyError::left_behind(err));
+                }
+                // The namespace could not be entered: nothing was changed.
+                Err(err) => return Err(ApplyError::undone(err)),
+            }
             Ok(None)
         };
         self.applied(entry, ttl.map(|t| t.0), act).await
-    }
-
-    /// Recovers a fault from its journal record alone.
-    pub(crate) async fn undo(&self, entry: &Entry) -> Result<(), DaemonError> {
-        match &entry.record {
-            Record::Stress { stress_ng, .. } => {
-                stress::stop(&entry.fault_id.0, stress_ng.as_ref()).await?;
-            }
-            Record::PodFailure { namespace, pod } => {
-                let client = self.kube().await?;
-                pod_failure::recover(&client, namespace, pod, &entry.fault_id).await?;
-            }
-            Record::Io {
-                netns,
-                port,
-                rule_ids,
-            } => {
-                io_relay::recover(netns, *port, rule_ids).await?;
-            }
-            Record::Network {
-                netns,
-                netns_inode,
-                device,
-                partition,
-                ..
-            } => {
-                let _one_at_a_time = self.network.lock().await;
-                // The fault is out of the registry already: the merge is of the others.
-                let after = network::compose::compose(&self.faults.shapings_on(
-                    *netns_inode,
-                    device,
-                    Some(&entry.fault_id),
-                ));
-                let (device, had_partition, fault) = (
-                    device.clone(),
-                    partition.is_some(),
-                    entry.fault_id.0.clone(),
-                );
-                match run_in(netns, move || {
-                    network::recover_blocking(&device, had_partition, &after, &fault)
-                })
-                .await
-                {
-                    // The pod's namespace is gone, and everything of ours with it.
-                    Err(crate::netns::NetnsError::Gone { .. }) => {}
-                    other => other??,
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// `faults.recoverAll`: every fault; the ones recovered are returned, the first failure
-    /// is the error (the others were still attempted).
-    pub(crate) async fn recover_all(
-        self: &Arc<Self>,
-    ) -> Result<Vec<faultline_api::rpc::daemon::FaultEntry>, DaemonError> {
-        let mut recovered = Vec::new();
-        let mut first_err = None;
-        for id in self.faults.ids() {
-            match recover(self, &id, Reason::RecoverAll).await {
-                Ok(entry) => recovered.push(entry.listed()),
-                Err(DaemonError::UnknownFault(_)) => {}
-                Err(err) => {
-                    first_err.get_or_insert(err);
-                }
-            }
-        }
-        match first_err {
-            Some(err) => Err(err),
-            None => Ok(recovered),
-        }
     }
 
     /// The Kubernetes client (in-cluster config or `$KUBECONFIG`), made on first use.

@@ -149,6 +149,41 @@ impl DaemonError {
     }
 }
 
+/// A failed apply: the error the client gets, and whether the apply took back everything it
+/// did. When it could not, the fault keeps its journal entry and is recovered in the
+/// background: something applied must never be left without an entry to recover it from.
+#[derive(Debug)]
+pub(crate) struct ApplyError<E = DaemonError> {
+    pub(crate) error: E,
+    pub(crate) undone: bool,
+}
+
+impl<E> ApplyError<E> {
+    /// Nothing of the apply is left.
+    pub(crate) fn undone(error: impl Into<E>) -> Self {
+        Self {
+            error: error.into(),
+            undone: true,
+        }
+    }
+
+    /// Something of the apply may be left (its clean-up failed, or it cannot tell).
+    pub(crate) fn left_behind(error: impl Into<E>) -> Self {
+        Self {
+            error: error.into(),
+            undone: false,
+        }
+    }
+
+    /// The same failure with its error converted.
+    pub(crate) fn widen<F: From<E>>(self) -> ApplyError<F> {
+        ApplyError {
+            error: self.error.into(),
+            undone: self.undone,
+        }
+    }
+}
+
 /// `container containerd://…` or `process 42`.
 pub(crate) fn describe(target: &Target) -> String {
     match target {

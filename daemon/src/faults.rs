@@ -3,10 +3,12 @@
 //! Order of work for an apply: entry written to the journal (fsync'd) → fault applied →
 //! entry rewritten with what recovery needs that only the apply learned (e.g. stress-ng's
 //! pid) → `ttl` timer armed. If the apply fails, whatever it did is undone and the entry
-//! removed, so the journal never holds a half-applied fault. Recovery takes the fault out of
-//! the registry first (two concurrent recoveries never both act), recovers it, then removes
-//! the entry; a failed recovery puts the fault back and is retried with backoff when a timer
-//! or the start-up pass asked for it.
+//! removed, so the journal never holds a half-applied fault (when the undo itself fails, the
+//! entry stays and the fault is recovered in the background). Recovery takes the fault out of
+//! the registry, recovers it, then removes the entry; a failed recovery puts the fault back
+//! and is retried with backoff when a timer or the start-up pass asked for it. Applies and
+//! recoveries of one id hold its lock ([`crate::id_lock`]) throughout and run in their own
+//! task, so they never interleave and a caller that goes away never stops one half-way.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -16,13 +18,16 @@ use faultline_api::rpc::daemon::{FaultEntry, FaultId, Target};
 
 use crate::Daemon;
 use crate::error::DaemonError;
+use crate::id_lock::{IdGuard, IdLocks};
 use crate::journal::Journal;
 use crate::metrics::Reason;
-use crate::record::Entry;
+use crate::netns::run_in;
+use crate::record::{Entry, Record};
+use crate::{io_relay, network, pod_failure, stress};
 
 /// Retry delays of a recovery the daemon started by itself (ttl, start-up): 1 s doubling to
 /// one minute, for as long as the daemon runs.
-const RETRY_FIRST: Duration = Duration::from_secs(1);
+pub(crate) const RETRY_FIRST: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(60);
 
 struct Active {
@@ -30,10 +35,17 @@ struct Active {
     timer: Option<tokio::task::JoinHandle<()>>,
 }
 
+/// A fault taken out for recovery, with its ttl timer (given back if the recovery fails).
+pub(crate) struct Taken {
+    pub(crate) entry: Entry,
+    timer: Option<tokio::task::JoinHandle<()>>,
+}
+
 /// The applied faults of this node.
 pub(crate) struct Registry {
     journal: Journal,
     active: Mutex<BTreeMap<FaultId, Active>>,
+    locks: IdLocks,
 }
 
 impl Registry {
@@ -41,7 +53,13 @@ impl Registry {
         Self {
             journal,
             active: Mutex::new(BTreeMap::new()),
+            locks: IdLocks::default(),
         }
+    }
+
+    /// Waits for fault `id`'s lock: every apply and recovery of `id` holds it throughout.
+    pub(crate) async fn hold(&self, id: &FaultId) -> IdGuard<'_> {
+        self.locks.hold(id).await
     }
 
     /// A poisoned lock means a panic elsewhere mid-update of a map of plain values; the map
@@ -96,18 +114,28 @@ impl Registry {
     }
 
     /// Takes a fault out for recovery.
-    pub(crate) fn take(&self, id: &FaultId) -> Option<Entry> {
-        // The fault's timer is left to run (its handle dropped, not aborted): the timer may be
-        // the caller, and aborting it would cancel this very recovery at its next await. A
-        // timer that wakes for a fault already recovered finds nothing and ends.
+    pub(crate) fn take(&self, id: &FaultId) -> Option<Taken> {
         let active = self.lock().remove(id)?;
-        Some(active.entry)
+        Some(Taken {
+            entry: active.entry,
+            timer: active.timer,
+        })
     }
 
-    /// Puts back a fault whose recovery failed.
-    pub(crate) fn put_back(&self, entry: Entry) {
-        self.lock()
-            .insert(entry.fault_id.clone(), Active { entry, timer: None });
+    /// Puts back a fault whose recovery failed, with its timer: a ttl still due still fires.
+    pub(crate) fn put_back(&self, taken: Taken) {
+        self.lock().insert(
+            taken.entry.fault_id.clone(),
+            Active {
+                entry: taken.entry,
+                timer: taken.timer,
+            },
+        );
+    }
+
+    /// Registers a fault an earlier run journaled (no timer yet).
+    pub(crate) fn adopt(&self, entry: Entry) {
+        self.put_back(Taken { entry, timer: None });
     }
 
     /// Arms `timer` for the fault (replacing any earlier one).
@@ -192,30 +220,146 @@ impl Registry {
     }
 }
 
+impl Daemon {
+    /// Recovers a fault from its journal record alone.
+    pub(crate) async fn undo(&self, entry: &Entry) -> Result<(), DaemonError> {
+        match &entry.record {
+            Record::Stress { stress_ng, .. } => {
+                stress::stop(&entry.fault_id.0, stress_ng.as_ref()).await?;
+            }
+            Record::PodFailure { namespace, pod } => {
+                let client = self.kube().await?;
+                pod_failure::recover(&client, namespace, pod, &entry.fault_id).await?;
+            }
+            Record::Io {
+                netns,
+                port,
+                rule_ids,
+            } => {
+                io_relay::recover(netns, *port, rule_ids).await?;
+            }
+            Record::Network {
+                netns,
+                netns_inode,
+                device,
+                partition,
+                ..
+            } => {
+                let _one_at_a_time = self.network.lock().await;
+                // The fault is out of the registry already: the merge is of the others.
+                let after = network::compose::compose(&self.faults.shapings_on(
+                    *netns_inode,
+                    device,
+                    Some(&entry.fault_id),
+                ));
+                let (device, had_partition, fault) = (
+                    device.clone(),
+                    partition.is_some(),
+                    entry.fault_id.0.clone(),
+                );
+                match run_in(netns, move || {
+                    network::recover_blocking(&device, had_partition, &after, &fault)
+                })
+                .await
+                {
+                    // The pod's namespace is gone, and everything of ours with it.
+                    Err(crate::netns::NetnsError::Gone { .. }) => {}
+                    other => other??,
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `faults.recoverAll`: every fault; the ones recovered are returned, the first failure
+    /// is the error (the others were still attempted).
+    pub(crate) async fn recover_all(
+        self: &Arc<Self>,
+    ) -> Result<Vec<faultline_api::rpc::daemon::FaultEntry>, DaemonError> {
+        let mut recovered = Vec::new();
+        let mut first_err = None;
+        for id in self.faults.ids() {
+            match recover(self, &id, Reason::RecoverAll).await {
+                Ok(entry) => recovered.push(entry.listed()),
+                Err(DaemonError::UnknownFault(_)) => {}
+                Err(err) => {
+                    first_err.get_or_insert(err);
+                }
+            }
+        }
+        match first_err {
+            Some(err) => Err(err),
+            None => Ok(recovered),
+        }
+    }
+}
+
 /// Recovers fault `id` now; on failure it stays registered (and journaled).
 pub(crate) async fn recover(
     daemon: &Arc<Daemon>,
     id: &FaultId,
     reason: Reason,
 ) -> Result<Entry, DaemonError> {
-    let entry = daemon
+    let (daemon, id) = (daemon.clone(), id.clone());
+    // Its own task: a call dropped by a client that went away must not stop a recovery
+    // between taking the fault out and removing its entry (the fault would be unmanaged).
+    finish(tokio::spawn(async move {
+        recover_exclusive(&daemon, &id, reason, false).await
+    }))
+    .await
+}
+
+/// The recovery of [`recover`], under `id`'s lock; `by_timer` when the caller is the fault's
+/// ttl timer.
+async fn recover_exclusive(
+    daemon: &Arc<Daemon>,
+    id: &FaultId,
+    reason: Reason,
+    by_timer: bool,
+) -> Result<Entry, DaemonError> {
+    let _one_at_a_time = daemon.faults.hold(id).await;
+    let mut taken = daemon
         .faults
         .take(id)
         .ok_or_else(|| DaemonError::UnknownFault(id.clone()))?;
-    let kind = entry.record.kind();
-    match daemon.undo(&entry).await {
+    let kind = taken.entry.record.kind();
+    match daemon.undo(&taken.entry).await {
         Ok(()) => {
+            // The fault's ttl timer would otherwise wake later and recover a new fault that
+            // re-uses this id (controllers do) — unless it is the caller, which ends anyway.
+            if let Some(timer) = taken.timer.take()
+                && !by_timer
+            {
+                timer.abort();
+            }
+            // Under the id's lock nothing else wrote the entry since it was taken: this removes
+            // the entry of the fault just recovered, never that of a newer apply.
             daemon.faults.journal().remove(id)?;
             daemon.metrics.recovered(kind, reason);
             tracing::info!(fault_id = %id, kind = crate::metrics::kind_name(kind), reason = reason.as_str(), "fault recovered");
-            Ok(entry)
+            Ok(taken.entry)
         }
         Err(err) => {
             daemon.metrics.recovery_failed(kind);
             tracing::warn!(fault_id = %id, error = %faultline_api::report::error_text(&err), "recovery failed; the fault stays journaled");
-            daemon.faults.put_back(entry);
+            daemon.faults.put_back(taken);
             Err(err)
         }
+    }
+}
+
+/// Awaits a task that must run to its end even if the caller goes away. Its panic is resumed
+/// in the caller, as if the work had run there.
+pub(crate) async fn finish<T>(
+    task: tokio::task::JoinHandle<Result<T, DaemonError>>,
+) -> Result<T, DaemonError> {
+    match task.await {
+        Ok(result) => result,
+        Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+        Err(err) => Err(DaemonError::Failed {
+            what: "run the operation".into(),
+            reason: err.to_string(),
+        }),
     }
 }
 
@@ -228,7 +372,10 @@ pub(crate) fn recover_later(daemon: &Arc<Daemon>, id: FaultId, delay: Duration, 
         tokio::time::sleep(delay).await;
         let mut backoff = RETRY_FIRST;
         loop {
-            match recover(&task_daemon, &task_id, reason).await {
+            // Not through `recover`'s task of its own: this timer is a task already, which no
+            // client can drop, and a renewal that replaces it (under the id's lock) must also
+            // cancel the recovery it is waiting to run.
+            match recover_exclusive(&task_daemon, &task_id, reason, true).await {
                 Ok(_) | Err(DaemonError::UnknownFault(_)) => return,
                 Err(_) => {
                     tokio::time::sleep(backoff).await;
@@ -254,7 +401,7 @@ pub(crate) async fn recover_journal(daemon: &Arc<Daemon>) -> Result<(usize, usiz
         tracing::info!(fault_id = %entry.fault_id, kind = crate::metrics::kind_name(entry.record.kind()), "journaled by an earlier run; recovering");
         daemon.metrics.adopted(entry.record.kind());
         let id = entry.fault_id.clone();
-        daemon.faults.put_back(entry);
+        daemon.faults.adopt(entry);
         pending.push(id);
     }
     // All at once: one slow target must not hold up the others.

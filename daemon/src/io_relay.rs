@@ -16,10 +16,14 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use serde_json::{Value, json};
 
+use crate::error::ApplyError;
 use crate::netns::{NetnsError, run_in};
 use crate::process::ProcessRef;
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The most rules one `io.apply` may add.
+pub(crate) const MAX_RULES: usize = 64;
 
 /// Why the sidecar could not be told.
 #[derive(Debug, thiserror::Error)]
@@ -139,15 +143,18 @@ impl Sidecar {
 
 /// Adds `rules` under `ids` to the sidecar, on its mount `mount` (a volume name or the path
 /// where the app mounts it; `None` when the sidecar serves one volume); when one fails, takes
-/// back every rule this call may have added, so a failed apply leaves nothing behind.
-pub async fn apply(
+/// back every rule this call may have added. The failure says whether that worked: rules it
+/// could not take back are recovered later from the journal.
+pub(crate) async fn apply(
     netns: &ProcessRef,
     port: u16,
     rules: &[IoRule],
     ids: &[String],
     mount: Option<&str>,
-) -> Result<(), RelayError> {
-    let mut sidecar = Sidecar::connect(netns, port).await?;
+) -> Result<(), ApplyError<RelayError>> {
+    let mut sidecar = Sidecar::connect(netns, port)
+        .await
+        .map_err(ApplyError::undone)?;
     for (n, (rule, id)) in rules.iter().zip(ids).enumerate() {
         let mut rule = rule.clone();
         rule.id = Some(id.clone());
@@ -163,8 +170,12 @@ pub async fn apply(
                 RelayError::Refused { .. } => &ids[..n],
                 _ => &ids[..=n],
             };
-            take_back(&mut sidecar, netns, port, maybe_added).await;
-            return Err(err);
+            return Err(
+                match take_back(&mut sidecar, netns, port, maybe_added).await {
+                    Ok(()) => ApplyError::undone(err),
+                    Err(()) => ApplyError::left_behind(err),
+                },
+            );
         }
     }
     Ok(())
@@ -172,18 +183,23 @@ pub async fn apply(
 
 /// Removes the rules of a failed apply: over its connection, or over a new one when that
 /// connection is the thing that failed. What still cannot be removed is logged by id.
-async fn take_back(sidecar: &mut Sidecar, netns: &ProcessRef, port: u16, ids: &[String]) {
+async fn take_back(
+    sidecar: &mut Sidecar,
+    netns: &ProcessRef,
+    port: u16,
+    ids: &[String],
+) -> Result<(), ()> {
     if ids.is_empty() || remove(sidecar, ids).await.is_ok() {
-        return;
+        return Ok(());
     }
-    if let Err(err) = recover(netns, port, ids).await {
+    recover(netns, port, ids).await.map_err(|err| {
         tracing::error!(
             pid = netns.pid,
             rules = ?ids,
             error = %crate::error_chain(&err),
             "a failed io.apply could not take back the rules it may have added"
         );
-    }
+    })
 }
 
 /// `rules.remove` of each of `ids`; a rule the sidecar does not have counts as removed.

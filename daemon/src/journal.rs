@@ -12,11 +12,15 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use faultline_api::rpc::daemon::FaultId;
 use nix::fcntl::{Flock, FlockArg};
 
 use crate::record::Entry;
+
+/// Numbers the temporary files of this process's writes.
+static NEXT_TMP: AtomicU64 = AtomicU64::new(0);
 
 /// Why the journal cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -106,7 +110,13 @@ impl Journal {
             path: path.clone(),
             source,
         })?;
-        let tmp = self.dir.join(format!(".{}.tmp", entry.fault_id.0));
+        // A name of its own per write: two writes of one entry at once (which the id locks of
+        // the registry already rule out) must never share, and truncate, one file.
+        let tmp = self.dir.join(format!(
+            ".{}.{}.tmp",
+            entry.fault_id.0,
+            NEXT_TMP.fetch_add(1, Ordering::Relaxed)
+        ));
         let mut file = File::create(&tmp).map_err(io(&tmp, "create"))?;
         file.write_all(&bytes).map_err(io(&tmp, "write"))?;
         file.sync_all().map_err(io(&tmp, "fsync"))?;
@@ -227,6 +237,32 @@ mod tests {
         // Set aside once: the next start does not report them again.
         let (_, bad) = journal.load().unwrap();
         assert!(bad.is_empty());
+    }
+
+    #[test]
+    fn concurrent_writes_of_one_entry_never_corrupt_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = std::sync::Arc::new(Journal::open(dir.path()).unwrap());
+        let writers: Vec<_> = (0..4)
+            .map(|n| {
+                let journal = journal.clone();
+                std::thread::spawn(move || {
+                    // Entries of different lengths: a shared, truncated temporary file would
+                    // end up holding one with the tail of another.
+                    let mut e = entry("pf-same");
+                    e.expires_at = Some("x".repeat(1 + 500 * n));
+                    for _ in 0..100 {
+                        journal.write(&e).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for w in writers {
+            w.join().unwrap();
+        }
+        let (entries, bad) = journal.load().unwrap();
+        assert!(bad.is_empty(), "{bad:?}");
+        assert_eq!(entries.len(), 1);
     }
 
     #[test]

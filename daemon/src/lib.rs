@@ -13,8 +13,10 @@
 //! - [`server`], [`tls`]: listeners (mTLS, loopback-only plain HTTP, metrics); the accept loop
 //!   is `faultline_rpc`'s, shared with the sidecar.
 //! - [`methods`]: the RPC methods with strict params; [`error`]: error codes and objects.
-//! - [`apply`]: what each method does; [`faults`]: the registry of applied faults, recovery,
-//!   ttl timers, the start-up pass; [`journal`] + [`record`]: the crash-safe journal.
+//! - [`apply`]: what each method does; [`lifecycle`]: what every apply goes through (ids, the
+//!   per-id lock of [`id_lock`], journal-first ordering, failed applies); [`faults`]: the
+//!   registry of applied faults, recovery, ttl timers, the start-up pass; [`journal`] +
+//!   [`record`]: the crash-safe journal.
 //! - Targets: [`target`] (container or pid → [`process::ProcessRef`]), [`containerd`].
 //! - Faults: [`stress`] + [`cgroup`], [`pod_failure`], [`io_relay`] + [`netns`], [`network`].
 //! - [`capabilities`] + [`qdisc_probe`]: what the node can do, probed at start.
@@ -32,8 +34,10 @@ pub(crate) mod clock;
 pub(crate) mod containerd;
 pub(crate) mod error;
 pub(crate) mod faults;
+pub(crate) mod id_lock;
 pub mod io_relay;
 pub mod journal;
+pub(crate) mod lifecycle;
 pub(crate) mod methods;
 pub(crate) mod metrics;
 pub mod netns;
@@ -188,6 +192,36 @@ impl Daemon {
             kube: tokio::sync::OnceCell::new(),
             network: tokio::sync::Mutex::new(()),
         }))
+    }
+}
+
+#[cfg(test)]
+impl Daemon {
+    /// A daemon on `state_dir` with no container runtime, for tests of the registry and the
+    /// apply/recover lifecycle (faults whose undo needs no runtime: stress).
+    pub(crate) fn for_tests(state_dir: &std::path::Path) -> Arc<Self> {
+        Arc::new(Self {
+            settings: Settings {
+                containerd_socket: None,
+                containerd_namespace: "k8s.io".into(),
+                sidecar_port: 65533,
+                pause_image: pod_failure::DEFAULT_PAUSE_IMAGE.into(),
+                stress_ng: None,
+            },
+            faults: Registry::new(Journal::open(state_dir).expect("journal")),
+            metrics: Metrics::new(),
+            capabilities: Capabilities {
+                version: String::new(),
+                runtime: None,
+                cgroup: faultline_api::rpc::daemon::CgroupLayout::V2,
+                qdiscs: Default::default(),
+                stress_ng: false,
+            },
+            hierarchies: Vec::new(),
+            runtime: tokio::sync::Mutex::new(None),
+            kube: tokio::sync::OnceCell::new(),
+            network: tokio::sync::Mutex::new(()),
+        })
     }
 }
 

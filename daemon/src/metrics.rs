@@ -26,6 +26,8 @@ pub(crate) enum Reason {
     Ttl,
     Startup,
     RecoverAll,
+    /// The leftovers of an apply that failed and could not undo all it did.
+    FailedApply,
 }
 
 impl Reason {
@@ -35,6 +37,7 @@ impl Reason {
             Reason::Ttl => "ttl",
             Reason::Startup => "startup",
             Reason::RecoverAll => "recoverAll",
+            Reason::FailedApply => "failedApply",
         }
     }
 }

@@ -27,6 +27,7 @@ use self::compose::Shaping;
 use self::device::DeviceError;
 use self::partition::{PartitionError, Peer};
 use self::qdisc::QdiscError;
+use crate::error::ApplyError;
 
 /// A partition as the journal keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -180,8 +181,8 @@ fn connection() -> Result<(ack::Connection, tc::Psched), NetworkError> {
 }
 
 /// In the target's namespace: sets `device`'s shaping from `before` to `after` and adds the
-/// partition of `fault_id`. On an error the device is back to `before` and no rule of the
-/// fault is left.
+/// partition of `fault_id`. On an error the device is put back to `before` and the fault's
+/// rules are removed; the failure says whether that worked.
 pub(crate) fn apply_blocking(
     device: &str,
     ifindex: u32,
@@ -189,28 +190,36 @@ pub(crate) fn apply_blocking(
     after: &Shaping,
     fault_id: &str,
     partition: Option<&PartitionRecord>,
-) -> Result<(), NetworkError> {
-    if before != after {
+) -> Result<(), ApplyError<NetworkError>> {
+    // Back to `before`, even when it is empty: a failed install may have left part of `after`
+    // (a tbf whose netem child was refused).
+    let restore = || -> Result<(), NetworkError> {
         let (conn, psched) = connection()?;
+        qdisc::install(&conn, device, ifindex, before, psched)?;
+        Ok(())
+    };
+    let failed = |err: NetworkError, restored: Result<(), NetworkError>| match restored {
+        Ok(()) => ApplyError::undone(err),
+        Err(_) => ApplyError::left_behind(err),
+    };
+    if before != after {
+        let (conn, psched) = connection().map_err(ApplyError::undone)?;
         if let Err(err) = qdisc::install(&conn, device, ifindex, after, psched) {
-            if !before.is_empty() {
-                let _ = qdisc::install(&conn, device, ifindex, before, psched);
-            }
-            return Err(err.into());
+            return Err(failed(err.into(), restore()));
         }
     }
     if let Some(p) = partition {
-        let peers: Vec<Peer> = p
-            .targets
-            .iter()
-            .map(|t| Peer::parse(t))
-            .collect::<Result<_, _>>()?;
-        if let Err(err) = partition::apply(fault_id, p.direction, &peers) {
-            if before != after {
-                let (conn, psched) = connection()?;
-                let _ = qdisc::install(&conn, device, ifindex, before, psched);
-            }
-            return Err(err.into());
+        let shaped = before != after;
+        let peers: Result<Vec<Peer>, _> = p.targets.iter().map(|t| Peer::parse(t)).collect();
+        let added = peers
+            .map_err(ApplyError::undone)
+            .and_then(|peers| partition::apply(fault_id, p.direction, &peers));
+        if let Err(err) = added {
+            let restored = if shaped { restore() } else { Ok(()) };
+            return Err(match (err.undone, restored) {
+                (true, Ok(())) => ApplyError::undone(err.error),
+                _ => ApplyError::left_behind(err.error),
+            });
         }
     }
     Ok(())

@@ -15,6 +15,8 @@ use std::process::Command;
 use faultline_api::network_chaos::Direction;
 use faultline_api::peer::IpNet;
 
+use crate::error::ApplyError;
+
 /// Why a partition could not be set or removed.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum PartitionError {
@@ -127,17 +129,16 @@ fn must(program: &'static str, args: &[&str]) -> Result<(), PartitionError> {
 }
 
 /// Drops traffic to and/or from `peers` (in the calling thread's namespace). On an error,
-/// whatever was added is removed.
+/// whatever was added is removed; the failure says whether that worked.
 pub(crate) fn apply(
     fault_id: &str,
     direction: Direction,
     peers: &[Peer],
-) -> Result<(), PartitionError> {
-    let result = add(fault_id, direction, peers);
-    if result.is_err() {
-        let _ = remove(fault_id);
-    }
-    result
+) -> Result<(), ApplyError<PartitionError>> {
+    add(fault_id, direction, peers).map_err(|err| match remove(fault_id) {
+        Ok(()) => ApplyError::undone(err),
+        Err(_) => ApplyError::left_behind(err),
+    })
 }
 
 fn add(fault_id: &str, direction: Direction, peers: &[Peer]) -> Result<(), PartitionError> {
