@@ -5,7 +5,7 @@
 //! | --- | --- |
 //! | -32602 | invalid params (`data.violations`: every bad field with its path) |
 //! | -32001 | the target does not exist (no such process, container or pod) |
-//! | -32002 | the container runtime or the Kubernetes API is unreachable |
+//! | -32002 | the container runtime or the Kubernetes API is unreachable; the daemon is shutting down |
 //! | -32003 | the fault could not be applied or recovered (nothing is left half-applied) |
 //! | -32004 | no fault with this id |
 //! | -32005 | not available on this node (stress-ng missing, kernel lacks a qdisc) |
@@ -59,6 +59,8 @@ pub(crate) enum DaemonError {
     NotAvailable(String),
     #[error("{what}: {reason}")]
     Failed { what: String, reason: String },
+    #[error("the daemon is shutting down (recovering every fault of this node); try again later")]
+    ShuttingDown,
 }
 
 impl DaemonError {
@@ -89,7 +91,8 @@ impl DaemonError {
             DaemonError::Runtime(
                 RuntimeError::NoSocket { .. } | RuntimeError::Unreachable { .. },
             )
-            | DaemonError::PodFailure(PodFailureError::NoClient(_)) => UNREACHABLE,
+            | DaemonError::PodFailure(PodFailureError::NoClient(_))
+            | DaemonError::ShuttingDown => UNREACHABLE,
             DaemonError::Stress(StressError::BadArguments { .. }) => {
                 faultline_rpc::errors::INVALID_PARAMS
             }

@@ -62,6 +62,19 @@ impl Registry {
         self.locks.hold(id).await
     }
 
+    /// Waits until no apply or recovery holds or waits for a lock, up to `limit`; whether it
+    /// got there.
+    pub(crate) async fn quiesce(&self, limit: Duration) -> bool {
+        let end = tokio::time::Instant::now() + limit;
+        while self.locks.in_use() > 0 {
+            if tokio::time::Instant::now() >= end {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        true
+    }
+
     /// A poisoned lock means a panic elsewhere mid-update of a map of plain values; the map
     /// itself is still whole, and refusing to recover faults would be worse.
     fn lock(&self) -> MutexGuard<'_, BTreeMap<FaultId, Active>> {
@@ -257,12 +270,16 @@ impl Daemon {
                     partition.is_some(),
                     entry.fault_id.0.clone(),
                 );
-                match run_in(netns, move || {
+                // The namespace may outlive the recorded process (shared by others).
+                let Some(holder) = crate::netns::holder(netns, *netns_inode) else {
+                    // No process is left in it: it is gone, and everything of ours with it.
+                    return Ok(());
+                };
+                match run_in(&holder, move || {
                     network::recover_blocking(&device, had_partition, &after, &fault)
                 })
                 .await
                 {
-                    // The pod's namespace is gone, and everything of ours with it.
                     Err(crate::netns::NetnsError::Gone { .. }) => {}
                     other => other??,
                 }

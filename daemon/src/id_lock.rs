@@ -65,7 +65,6 @@ impl IdLocks {
     }
 
     /// How many ids have a lock now (held or waited for).
-    #[cfg(test)]
     pub(crate) fn in_use(&self) -> usize {
         self.map().len()
     }

@@ -149,6 +149,9 @@ pub(crate) struct Daemon {
     /// Network changes one at a time: each reads the faults on a device and rewrites its
     /// qdiscs, which two at once would race on.
     network: tokio::sync::Mutex<()>,
+    /// Set at SIGTERM: applies are refused from then on, so none lands after the last
+    /// recovery pass.
+    pub(crate) closing: std::sync::atomic::AtomicBool,
 }
 
 impl Daemon {
@@ -191,6 +194,7 @@ impl Daemon {
             runtime: tokio::sync::Mutex::new(runtime),
             kube: tokio::sync::OnceCell::new(),
             network: tokio::sync::Mutex::new(()),
+            closing: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 }
@@ -221,6 +225,7 @@ impl Daemon {
             runtime: tokio::sync::Mutex::new(None),
             kube: tokio::sync::OnceCell::new(),
             network: tokio::sync::Mutex::new(()),
+            closing: std::sync::atomic::AtomicBool::new(false),
         })
     }
 }
@@ -265,6 +270,7 @@ pub async fn run(
     let servers = server::start(daemon.clone(), tls, &insecure, config.metrics_listen).await?;
     shutdown.await;
     tracing::info!("shutting down: recovering every fault");
+    daemon.close().await;
     servers.stop();
     match daemon.recover_all().await {
         Ok(recovered) => tracing::info!(recovered = recovered.len(), "every fault recovered"),

@@ -15,6 +15,10 @@ use crate::faults::{RETRY_FIRST, finish, recover_later};
 use crate::metrics::Reason;
 use crate::record::{Entry, new_fault_id};
 
+/// How long shutdown waits for the applies and recoveries in flight (a daemon call's own limit
+/// is 10 s).
+const CLOSE_WAIT: Duration = Duration::from_secs(10);
+
 /// A `ttl` as a duration and the RFC 3339 time it ends.
 pub(crate) type Ttl = (Duration, String);
 
@@ -84,12 +88,30 @@ impl Daemon {
         let daemon = self.clone();
         finish(tokio::spawn(async move {
             let _one_at_a_time = daemon.faults.hold(&id).await;
+            // Checked under the lock: [`Daemon::close`] waits for every lock to be free, so an
+            // apply either is done before the last recovery pass or never starts.
+            if daemon.closing.load(std::sync::atomic::Ordering::Acquire) {
+                return Err(DaemonError::ShuttingDown);
+            }
             if daemon.renewed(&id, kind, ttl.as_ref())? {
                 return Ok(id);
             }
             body(daemon.clone(), id, ttl).await
         }))
         .await
+    }
+
+    /// Refuses applies from now on and waits (up to [`CLOSE_WAIT`]) for the applies and
+    /// recoveries in flight to end, so that a recovery of every fault after it leaves none.
+    pub(crate) async fn close(&self) {
+        self.closing
+            .store(true, std::sync::atomic::Ordering::Release);
+        if !self.faults.quiesce(CLOSE_WAIT).await {
+            tracing::warn!(
+                wait = ?CLOSE_WAIT,
+                "operations still in flight at shutdown; recovering what is registered"
+            );
+        }
     }
 
     /// When `id` is an active fault of `kind`: renews its ttl (if the call has one) and says

@@ -67,9 +67,47 @@ where
     rx.await.map_err(|_| NetnsError::ThreadDied)?
 }
 
+/// The process to enter the network namespace with inode `inode` through: `recorded` while it
+/// lives, else any live process still in that namespace. A namespace outlives the process a
+/// fault recorded when others share it (a `{"pid": N}` target in the host's namespace, a
+/// container sharing its pod's), and what was applied there must still be recovered; `None`
+/// when no process is left in it (the namespace is gone, and the fault with it).
+pub fn holder(recorded: &ProcessRef, inode: u64) -> Option<ProcessRef> {
+    use std::os::unix::fs::MetadataExt as _;
+    if recorded.is_alive() {
+        return Some(recorded.clone());
+    }
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::metadata(format!("/proc/{pid}/ns/net")).is_ok_and(|m| m.ino() == inode)
+        })
+        .find_map(|pid| ProcessRef::of(pid).ok())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A gone process's namespace is found through another process in it, and only then.
+    #[test]
+    fn a_namespace_outlives_its_recorded_process_while_others_hold_it() {
+        use std::os::unix::fs::MetadataExt as _;
+        let me = ProcessRef::of(std::process::id()).unwrap();
+        let inode = std::fs::metadata("/proc/self/ns/net").unwrap().ino();
+        let gone = ProcessRef {
+            start_time: me.start_time + 1,
+            ..me.clone()
+        };
+        let found = holder(&gone, inode).expect("this process is in that namespace");
+        assert!(found.is_alive());
+        let found_inode = std::fs::metadata(found.proc_path("ns/net")).unwrap().ino();
+        assert_eq!(found_inode, inode);
+        assert_eq!(holder(&me, inode), Some(me.clone()), "the recorded one first");
+        assert_eq!(holder(&gone, u64::MAX), None, "no process in that namespace");
+    }
 
     /// The work runs in the target's namespace; the caller's threads stay where they were.
     #[tokio::test]

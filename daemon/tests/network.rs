@@ -451,3 +451,35 @@ async fn kill_9_with_tbf_and_partition_then_restart_removes_both() {
     assert_eq!(strip_counters(&pair.rules()), rules_before);
     assert!(pair.connects());
 }
+
+#[tokio::test]
+async fn a_cap_outlives_its_target_process_in_a_shared_namespace_and_is_still_recovered() {
+    if !prerequisites("a_cap_outlives_its_target_process") {
+        return;
+    }
+    let mut pair = Pair::new("sh", 76);
+    // Another process in the same namespace, as the host's or a pod's shared one has.
+    let mut other = Command::new("ip")
+        .args(["netns", "exec", &pair.a, "sleep", "1000"])
+        .spawn()
+        .expect("a second process in the namespace");
+    let d = Daemon::start(Default::default()).await;
+    let before = pair.qdiscs();
+    let fault = d
+        .ok(
+            "network.apply",
+            json!({"target": pair.target(), "bandwidth": {"rate": "1mbit", "limit": 20000, "buffer": 10000}}),
+        )
+        .await;
+    assert!(pair.qdiscs().contains("qdisc tbf fa17: root"));
+    // The process the fault was applied through ends; the namespace lives on.
+    pair.sleeper.kill().unwrap();
+    pair.sleeper.wait().unwrap();
+    d.ok("network.recover", json!({"faultId": fault["faultId"]}))
+        .await;
+    let after = pair.qdiscs();
+    let _ = other.kill();
+    let _ = other.wait();
+    assert_eq!(after, before, "the cap must not stay behind its target process");
+    assert!(d.journal().is_empty());
+}

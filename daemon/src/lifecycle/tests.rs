@@ -314,3 +314,47 @@ async fn io_apply_refuses_too_many_rules() {
         other => panic!("{other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_waits_for_the_apply_in_flight_and_refuses_new_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::for_tests(dir.path());
+    let id = FaultId("stress-at-shutdown".into());
+    let (go, wait) = oneshot::channel();
+    let apply = tokio::spawn({
+        let (d, id) = (d.clone(), id.clone());
+        async move { apply_waiting(&d, &id, None, wait, Arc::default()).await }
+    });
+    eventually("the apply began", Duration::from_secs(2), || {
+        d.faults.kind_of(&id).is_some()
+    })
+    .await;
+    let closing = tokio::spawn({
+        let d = d.clone();
+        async move { d.close().await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        !closing.is_finished(),
+        "shutdown must wait for the apply in flight, or the last recovery pass misses it"
+    );
+    go.send(()).unwrap();
+    apply.await.unwrap().expect("the apply in flight finishes");
+    closing.await.unwrap();
+    let (go, wait) = oneshot::channel();
+    go.send(()).unwrap();
+    let late = FaultId("stress-too-late".into());
+    let refused = apply_waiting(&d, &late, None, wait, Arc::default()).await;
+    assert!(
+        matches!(refused, Err(DaemonError::ShuttingDown)),
+        "{refused:?}"
+    );
+    assert_eq!(
+        journaled(&d),
+        std::slice::from_ref(&id.0),
+        "nothing of the refused apply"
+    );
+    d.recover_all().await.expect("recovered");
+    assert!(d.faults.ids().is_empty());
+    assert!(journaled(&d).is_empty());
+}
