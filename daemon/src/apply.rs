@@ -202,10 +202,17 @@ impl Daemon {
             },
         );
         let act = async {
-            // One replace carrying the pod's resourceVersion: it either happened or not.
+            // One replace carrying the pod's resourceVersion: refused, it did not happen; with
+            // no answer (or a 5xx) it may have, and the fault stays journaled to be recovered.
             pod_failure::apply(&client, &p.namespace, &p.pod, &id, &pause)
                 .await
-                .map_err(ApplyError::undone)?;
+                .map_err(|e| {
+                    if e.may_have_applied() {
+                        ApplyError::left_behind(e)
+                    } else {
+                        ApplyError::undone(e)
+                    }
+                })?;
             Ok(None)
         };
         self.applied(entry, ttl.map(|t| t.0), act).await

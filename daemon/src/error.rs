@@ -61,6 +61,8 @@ pub(crate) enum DaemonError {
     Failed { what: String, reason: String },
     #[error("the daemon is shutting down (recovering every fault of this node); try again later")]
     ShuttingDown,
+    #[error("fault {0}: its apply failed and what it left is being recovered; try again later")]
+    Recovering(FaultId),
 }
 
 impl DaemonError {
@@ -92,7 +94,8 @@ impl DaemonError {
                 RuntimeError::NoSocket { .. } | RuntimeError::Unreachable { .. },
             )
             | DaemonError::PodFailure(PodFailureError::NoClient(_))
-            | DaemonError::ShuttingDown => UNREACHABLE,
+            | DaemonError::ShuttingDown
+            | DaemonError::Recovering(_) => UNREACHABLE,
             DaemonError::Stress(StressError::BadArguments { .. }) => {
                 faultline_rpc::errors::INVALID_PARAMS
             }

@@ -33,12 +33,15 @@ const RETRY_MAX: Duration = Duration::from_secs(60);
 struct Active {
     entry: Entry,
     timer: Option<tokio::task::JoinHandle<()>>,
+    /// Its apply failed and could not undo all it did: it is registered only to be recovered.
+    failed_apply: bool,
 }
 
 /// A fault taken out for recovery, with its ttl timer (given back if the recovery fails).
 pub(crate) struct Taken {
     pub(crate) entry: Entry,
     timer: Option<tokio::task::JoinHandle<()>>,
+    failed_apply: bool,
 }
 
 /// The applied faults of this node.
@@ -88,8 +91,14 @@ impl Registry {
     /// Journals `entry` and registers it (no timer yet): step one of every apply.
     pub(crate) fn begin(&self, entry: Entry) -> Result<(), DaemonError> {
         self.journal.write(&entry)?;
-        self.lock()
-            .insert(entry.fault_id.clone(), Active { entry, timer: None });
+        self.lock().insert(
+            entry.fault_id.clone(),
+            Active {
+                entry,
+                timer: None,
+                failed_apply: false,
+            },
+        );
         Ok(())
     }
 
@@ -116,6 +125,20 @@ impl Registry {
         Ok(())
     }
 
+    /// Marks a fault whose apply failed without undoing all it did: it is not renewed (a
+    /// retried apply is told to wait for its recovery) and its shaping is left out of the
+    /// merges of other faults on its device.
+    pub(crate) fn failed_apply(&self, id: &FaultId) {
+        if let Some(a) = self.lock().get_mut(id) {
+            a.failed_apply = true;
+        }
+    }
+
+    /// Whether `id`'s apply failed (see [`Registry::failed_apply`]).
+    pub(crate) fn is_failed_apply(&self, id: &FaultId) -> bool {
+        self.lock().get(id).is_some_and(|a| a.failed_apply)
+    }
+
     /// Drops a fault whose apply failed and was undone.
     pub(crate) fn abandon(&self, id: &FaultId) {
         if let Some(t) = self.lock().remove(id).and_then(|a| a.timer) {
@@ -132,6 +155,7 @@ impl Registry {
         Some(Taken {
             entry: active.entry,
             timer: active.timer,
+            failed_apply: active.failed_apply,
         })
     }
 
@@ -142,13 +166,18 @@ impl Registry {
             Active {
                 entry: taken.entry,
                 timer: taken.timer,
+                failed_apply: taken.failed_apply,
             },
         );
     }
 
     /// Registers a fault an earlier run journaled (no timer yet).
     pub(crate) fn adopt(&self, entry: Entry) {
-        self.put_back(Taken { entry, timer: None });
+        self.put_back(Taken {
+            entry,
+            timer: None,
+            failed_apply: false,
+        });
     }
 
     /// Arms `timer` for the fault (replacing any earlier one).
@@ -203,6 +232,7 @@ impl Registry {
                 && *netns_inode == inode
                 && d == device
                 && Some(&a.entry.fault_id) != except
+                && !a.failed_apply
             {
                 found.push((
                     a.entry.applied_at.as_str(),

@@ -124,6 +124,9 @@ impl Daemon {
     ) -> Result<bool, DaemonError> {
         match self.faults.kind_of(id) {
             None => Ok(false),
+            // Registered only to be recovered: a renewal would report a half-applied fault as
+            // applied (and put off its recovery by the new ttl).
+            Some(_) if self.faults.is_failed_apply(id) => Err(DaemonError::Recovering(id.clone())),
             Some(k) if k != kind => Err(DaemonError::invalid(
                 "faultId",
                 format!("{id} is an active fault of another kind"),
@@ -179,6 +182,7 @@ impl Daemon {
             self.faults.abandon(&id);
         } else {
             tracing::error!(fault_id = %id, error = %crate::error_chain(&failure.error), "apply failed and could not undo all it did; the fault stays journaled and is recovered in the background");
+            self.faults.failed_apply(&id);
             recover_later(self, id.clone(), RETRY_FIRST, Reason::FailedApply);
         }
         Err(failure.error)

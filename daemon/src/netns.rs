@@ -105,8 +105,16 @@ mod tests {
         assert!(found.is_alive());
         let found_inode = std::fs::metadata(found.proc_path("ns/net")).unwrap().ino();
         assert_eq!(found_inode, inode);
-        assert_eq!(holder(&me, inode), Some(me.clone()), "the recorded one first");
-        assert_eq!(holder(&gone, u64::MAX), None, "no process in that namespace");
+        assert_eq!(
+            holder(&me, inode),
+            Some(me.clone()),
+            "the recorded one first"
+        );
+        assert_eq!(
+            holder(&gone, u64::MAX),
+            None,
+            "no process in that namespace"
+        );
     }
 
     /// The work runs in the target's namespace; the caller's threads stay where they were.

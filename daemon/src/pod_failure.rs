@@ -70,6 +70,21 @@ pub enum PodFailureError {
     NoClient(String),
 }
 
+impl PodFailureError {
+    /// Whether the pod may have been changed all the same: the replace got no answer, or a
+    /// server error (a 4xx refused it; a failed read changed nothing).
+    pub fn may_have_applied(&self) -> bool {
+        match self {
+            PodFailureError::Api {
+                what: "replace",
+                source,
+                ..
+            } => !matches!(&**source, kube::Error::Api(s) if (400..500).contains(&s.code)),
+            _ => false,
+        }
+    }
+}
+
 fn saved(pod: &Pod) -> Result<Option<Saved>, String> {
     match pod
         .metadata
@@ -238,6 +253,32 @@ pub async fn recover(
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn only_a_refused_replace_certainly_changed_nothing() {
+        let failed = |what, source: kube::Error| PodFailureError::Api {
+            namespace: "shop".into(),
+            pod: "cart-0".into(),
+            what,
+            source: Box::new(source),
+        };
+        let code = |c| kube::Error::Api(kube::core::Status::failure("x", "y").with_code(c).boxed());
+        assert!(!failed("replace", code(422)).may_have_applied());
+        assert!(!failed("replace", code(403)).may_have_applied());
+        assert!(failed("replace", code(500)).may_have_applied());
+        assert!(failed("replace", code(504)).may_have_applied());
+        let no_answer = kube::Error::Service("connection reset".into());
+        assert!(failed("replace", no_answer).may_have_applied());
+        assert!(
+            !failed("get", code(500)).may_have_applied(),
+            "a read changes nothing"
+        );
+        let gone = PodFailureError::NotFound {
+            namespace: "shop".into(),
+            pod: "cart-0".into(),
+        };
+        assert!(!gone.may_have_applied());
+    }
 
     fn pod() -> Pod {
         serde_json::from_value(json!({

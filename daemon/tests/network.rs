@@ -480,6 +480,9 @@ async fn a_cap_outlives_its_target_process_in_a_shared_namespace_and_is_still_re
     let after = pair.qdiscs();
     let _ = other.kill();
     let _ = other.wait();
-    assert_eq!(after, before, "the cap must not stay behind its target process");
+    assert_eq!(
+        after, before,
+        "the cap must not stay behind its target process"
+    );
     assert!(d.journal().is_empty());
 }

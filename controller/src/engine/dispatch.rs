@@ -46,9 +46,11 @@ fn daemon_sent(purpose: Purpose, result: Result<Value, DaemonCallError>) -> Sent
     }
 }
 
-/// Deletes the pod that was selected: with its uid as a precondition, a retried kill (its first
-/// try timed out, or a later pass sends it again) never kills a same-name replacement. 404 (it
-/// is gone) and 409 (the name is another pod's now) both mean the selected pod is gone.
+/// Deletes the pod that was selected, with its uid as a precondition. 404 (it is gone) and 409
+/// (the name is another pod's now) both mean the selected pod is gone. Only a refusal that
+/// certainly deleted nothing (429, too many requests) is retried: after a timeout or a 5xx the
+/// pod may be deleted already, and a later pass would find a same-name replacement under the
+/// record's name — with that pod's uid — and kill it too. Such a kill fails for good instead.
 async fn delete_pod(
     ctx: &Ctx,
     namespace: &str,
@@ -68,7 +70,15 @@ async fn delete_pod(
     match api.delete(name, &dp).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
-        Err(e) => Err((true, faultline_api::report::error_text(&e))),
+        Err(kube::Error::Api(s)) if s.code == 429 => Err((true, s.message)),
+        Err(e) => Err((
+            false,
+            format!(
+                "{} (the pod may be deleted or not; not retried, so that a replacement pod is \
+                 never killed)",
+                faultline_api::report::error_text(&e)
+            ),
+        )),
     }
 }
 

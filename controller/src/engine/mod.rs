@@ -28,7 +28,7 @@ mod status;
 mod step;
 
 pub use memory::{Backoff, Renewals, Stale};
-use status::write_status;
+use status::{OnConflict, write_status};
 
 use crate::daemon_client::Daemons;
 use crate::kinds::Chaos;
@@ -281,7 +281,7 @@ async fn refuse<K: Chaos>(
         c.reason = Some(reason.into());
         c.message = Some(why);
     }
-    write_status(ctx, obj, &status).await?;
+    write_status(ctx, obj, &status, OnConflict::KeepRecords).await?;
     Ok(Action::await_change())
 }
 
@@ -324,7 +324,7 @@ async fn run<K: Chaos>(obj: &K, ctx: &Ctx, deleting: bool) -> Result<Action, Rec
         // Nothing was ever injected.
         if !deleting {
             let status = crate::lifecycle::status(&old, Vec::new(), goal, obj.lasts(), &now);
-            write_status(ctx, obj, &status).await?;
+            write_status(ctx, obj, &status, OnConflict::KeepRecords).await?;
         }
         return Ok(Action::await_change());
     }
@@ -353,7 +353,7 @@ async fn run<K: Chaos>(obj: &K, ctx: &Ctx, deleting: bool) -> Result<Action, Rec
                     .into(),
             );
         }
-        write_status(ctx, obj, &status).await?;
+        write_status(ctx, obj, &status, OnConflict::KeepRecords).await?;
         return Ok(Action::requeue(Duration::from_secs(30)));
     }
     let peers = if matches!(goal, Goal::Injected { .. }) {
@@ -376,7 +376,7 @@ async fn run<K: Chaos>(obj: &K, ctx: &Ctx, deleting: bool) -> Result<Action, Rec
                 records,
                 ..old.clone()
             };
-            match write_status(ctx, obj, &status).await? {
+            match write_status(ctx, obj, &status, OnConflict::DecideAgain).await? {
                 Some(written) => {
                     written_ahead = written;
                     (&written_ahead, status)
@@ -434,7 +434,7 @@ async fn run<K: Chaos>(obj: &K, ctx: &Ctx, deleting: bool) -> Result<Action, Rec
         )
         .await;
     }
-    write_status(ctx, obj, &status).await?;
+    write_status(ctx, obj, &status, OnConflict::KeepRecords).await?;
     if retry {
         if deleting {
             let failed: Vec<String> = status

@@ -5,7 +5,9 @@
 //! pass's records — faults that were really sent — are written onto the fresh version (the
 //! change itself wakes another reconcile). If the status changed too (another writer, e.g. a
 //! replica that led before), the pass gives way: [`ReconcileError::Conflict`] makes the engine
-//! decide again from the fresh object. Records are never dropped for a conflict.
+//! decide again from the fresh object. Records are never dropped for a conflict. A write of
+//! records ahead of any call ([`OnConflict::DecideAgain`]) is never carried over: nothing was
+//! sent, and the change (a pause, an edit) must be decided on first.
 //!
 //! Every version a write went onto is remembered as superseded ([`Stale`](super::Stale)): the
 //! watch cache can hand it to the next pass before the write's own echo arrives, and a pass on
@@ -45,12 +47,23 @@ async fn patch<K: Chaos>(
     }
 }
 
+/// Whether a 409 on metadata only may be written over (see the module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum OnConflict {
+    /// The pass sent calls: keep their records, onto the fresh version.
+    KeepRecords,
+    /// Nothing was sent yet (the records written ahead): decide again from the fresh object,
+    /// which may be paused or edited.
+    DecideAgain,
+}
+
 /// Writes `status` onto `obj`; returns the object as written (`None`: it had that status
 /// already).
 pub(super) async fn write_status<K: Chaos>(
     ctx: &Ctx,
     obj: &K,
     status: &ChaosStatus,
+    on_conflict: OnConflict,
 ) -> Result<Option<K>, ReconcileError> {
     if obj.status() == Some(status) {
         return Ok(None);
@@ -60,9 +73,17 @@ pub(super) async fn write_status<K: Chaos>(
     let what = format!("{}/{name}", K::KIND);
     let uid = obj.uid().unwrap_or_default();
     let mut written = patch(&api, &name, obj.resource_version(), status, &what).await?;
-    // Refused or written over, the version read is outdated now.
-    ctx.stale.superseded(&uid, obj.resource_version());
-    if let Written::Conflict = written {
+    // Refused or written over, the version read is outdated now — unless the write changed
+    // nothing on the server (a difference below what it stores, e.g. sub-second times), which
+    // leaves the version as it was.
+    let moved = match &written {
+        Written::Done(w) => w.resource_version() != obj.resource_version(),
+        Written::Conflict => true,
+    };
+    if moved {
+        ctx.stale.superseded(&uid, obj.resource_version());
+    }
+    if let (Written::Conflict, OnConflict::KeepRecords) = (&written, on_conflict) {
         let fresh = api
             .get(&name)
             .await
@@ -72,7 +93,11 @@ pub(super) async fn write_status<K: Chaos>(
         {
             tracing::debug!(%what, "status conflict on metadata only; writing onto the fresh version");
             written = patch(&api, &name, fresh.resource_version(), status, &what).await?;
-            ctx.stale.superseded(&uid, fresh.resource_version());
+            if let Written::Done(w) = &written
+                && w.resource_version() != fresh.resource_version()
+            {
+                ctx.stale.superseded(&uid, fresh.resource_version());
+            }
         }
     }
     let Written::Done(written) = written else {

@@ -212,7 +212,11 @@ pub(super) fn outcome(
         injected_at: None,
         recovered_at: None,
     });
-    record.node = task.node.clone().or(record.node);
+    // Where the fault was sent, for recovery: only an inject moves it (a failed recovery must
+    // not point the next one at a same-name replacement's node).
+    if matches!(goal, Goal::Injected { .. }) {
+        record.node = task.node.clone().or(record.node);
+    }
     let was = record.phase;
     let old_message = old.and_then(|o| o.message.clone());
     let Some(sent) = sent else {

@@ -261,3 +261,19 @@ async fn a_conflict_with_another_writers_status_decides_again_and_sends_nothing(
     );
     assert_eq!(deletes(&seen), 0, "nothing sent from an outdated version");
 }
+
+#[tokio::test]
+async fn a_pause_before_the_records_are_written_ahead_sends_nothing() {
+    // Paused between the read and the write ahead: metadata only, but nothing was sent yet,
+    // so the pass decides again from the paused object instead of killing.
+    let mut paused = experiment("8", Value::Null);
+    paused["metadata"]["annotations"] = json!({PAUSE: "true"});
+    let (ctx, seen, _) = serve(paused, 0, nobody);
+    let obj: PodChaos = serde_json::from_value(experiment("7", Value::Null)).unwrap();
+    let action = reconcile(Arc::new(obj), Arc::new(ctx))
+        .await
+        .expect("reconciled");
+    assert_eq!(action, Action::requeue(CONFLICT_RETRY));
+    assert_eq!(deletes(&seen), 0, "no kill decided on an outdated version");
+    assert_eq!(status_writes(&seen).len(), 1, "refused, not carried over");
+}

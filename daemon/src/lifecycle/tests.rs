@@ -223,6 +223,21 @@ async fn a_failed_apply_that_left_something_stays_journaled_until_recovered() {
         .expect_err("failed");
     assert_eq!(d.faults.kind_of(&left), Some(FaultKind::Stress));
     assert_eq!(journaled(&d), ["stress-left"]);
+    // A retried apply is not taken for a renewal of what is left: it is told to come back.
+    let (go, wait) = oneshot::channel();
+    go.send(()).unwrap();
+    let retried = apply_waiting(
+        &d,
+        &left,
+        Some(Duration::from_secs(600)),
+        wait,
+        Arc::default(),
+    )
+    .await;
+    assert!(
+        matches!(&retried, Err(DaemonError::Recovering(id)) if *id == left),
+        "{retried:?}"
+    );
     eventually(
         "recovered in the background",
         Duration::from_secs(5),

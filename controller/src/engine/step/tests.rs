@@ -259,3 +259,17 @@ fn only_a_never_confirmed_fault_counts_as_recovered_on_a_node_without_a_daemon()
     assert!(no_daemon_is_done(&failed));
     assert!(no_daemon_is_done(&pending));
 }
+
+#[test]
+fn a_failed_recovery_keeps_the_node_the_fault_was_sent_to() {
+    let mut t = task(Ok(stress()), true);
+    t.node = Some("node-b".into());
+    let injected = record(RecordPhase::Injected, None);
+    let recover = Goal::Recovered(RecoverWhy::Ended);
+    let down = Some(Err((true, "unreachable".into())));
+    let o = outcome(&t, Some(&injected), recover, &now(), down);
+    assert_eq!(o.record.node.as_deref(), Some("node-a"));
+    // An inject does move it: the fault is sent where the pod runs now.
+    let o = outcome(&t, Some(&injected), INJECT, &now(), Some(Ok(())));
+    assert_eq!(o.record.node.as_deref(), Some("node-b"));
+}
