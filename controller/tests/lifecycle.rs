@@ -132,11 +132,43 @@ async fn pause_resume_halt_and_delete_mid_run() {
     )
     .await;
     assert_eq!(stress_processes(&id), 0);
-    std::fs::write(&w.policy, policy).unwrap();
+    std::fs::write(&w.policy, &policy).unwrap();
     w.until(
         "StressChaos",
         "long",
         "running after halt",
+        Duration::from_secs(20),
+        |o| phase(o) == "Running" && condition(o, "AllInjected"),
+    )
+    .await;
+    assert!(stress_processes(&id) > 0);
+
+    // Its namespace protected by the policy since: halted the same way, and told.
+    let ns = &w.env.namespace;
+    std::fs::write(&w.policy, format!("{policy}protectedNamespaces: [{ns}]\n")).unwrap();
+    let halted = w
+        .until(
+            "StressChaos",
+            "long",
+            "halted by protection",
+            Duration::from_secs(10),
+            |o| phase(o) == "Paused",
+        )
+        .await;
+    assert_eq!(stress_processes(&id), 0);
+    assert_eq!(halted["status"]["records"][0]["phase"], "Recovered");
+    let events = w.events_of("long").await;
+    assert!(
+        events
+            .iter()
+            .any(|(reason, note)| reason == "ProtectedNamespace" && note.contains(ns.as_str())),
+        "{events:?}"
+    );
+    std::fs::write(&w.policy, &policy).unwrap();
+    w.until(
+        "StressChaos",
+        "long",
+        "running after protection",
         Duration::from_secs(20),
         |o| phase(o) == "Running" && condition(o, "AllInjected"),
     )

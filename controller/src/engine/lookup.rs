@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use faultline_api::status::ChaosStatus;
+use faultline_api::status::{ChaosStatus, TargetRecord};
 use faultline_webhook::policy::Policy;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, ListParams};
@@ -82,6 +82,18 @@ async fn node_labels(
         .into_iter()
         .map(|n| (n.name_any(), n.labels().clone()))
         .collect())
+}
+
+/// The namespace of a target that the policy protects now, if any (protected after the
+/// targets were selected: selection never picks one).
+pub(super) fn protected_target<'a>(
+    records: &'a [TargetRecord],
+    protected: &BTreeSet<&str>,
+) -> Option<&'a str> {
+    records
+        .iter()
+        .filter_map(|r| r.id.split('/').next())
+        .find(|ns| protected.contains(ns))
 }
 
 pub(super) fn limits(policy: &Policy) -> Limits {
@@ -235,4 +247,31 @@ pub(super) async fn peers<K: Chaos>(
     texts.sort();
     texts.dedup();
     Ok(Ok(texts))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use faultline_api::status::RecordPhase;
+
+    #[test]
+    fn a_target_in_a_namespace_protected_since_is_found_by_its_namespace_only() {
+        let rec = |id: &str| TargetRecord {
+            id: id.into(),
+            node: None,
+            phase: RecordPhase::Recovered,
+            message: None,
+            injected_at: None,
+            recovered_at: None,
+        };
+        let records = [rec("shop/cart-0"), rec("payments/api-1/app")];
+        let protected = BTreeSet::from(["kube-system", "payments"]);
+        assert_eq!(protected_target(&records, &protected), Some("payments"));
+        let protected = BTreeSet::from(["kube-system", "pay", "api-1"]);
+        assert_eq!(
+            protected_target(&records, &protected),
+            None,
+            "neither a prefix of a namespace nor a pod name"
+        );
+    }
 }

@@ -303,19 +303,43 @@ async fn run<K: Chaos>(obj: &K, ctx: &Ctx, deleting: bool) -> Result<Action, Rec
     let now = Time(Timestamp::now());
     let began = std::time::Instant::now();
     let annotation = |key: &str| obj.annotations().get(key).is_some_and(|v| v == "true");
+    let protected = {
+        let policy = ctx.policy.load();
+        lookup::protected_target(&old.records, &policy.protected()).map(str::to_owned)
+    };
     let situation = Situation {
         lasts: obj.lasts(),
         duration: obj.duration(),
         started: started(&old),
         now: now.0,
         paused: annotation(PAUSE),
-        halted: ctx.policy.load().halt,
+        // A namespace the policy protects since the targets were selected halts the
+        // experiment as `halt: true` does, for as long as it is protected.
+        halted: ctx.policy.load().halt || protected.is_some(),
     };
     let (goal, wake) = if deleting {
         (Goal::Recovered(RecoverWhy::Deleted), None)
     } else {
         decide(&situation)
     };
+    if let Some(ns) = &protected
+        && !deleting
+        && old.phase != Some(faultline_api::status::ExperimentPhase::Paused)
+    {
+        let note = format!(
+            "the policy protects namespace {ns} now: every target is recovered, and the \
+             experiment stays paused while it does"
+        );
+        publish(
+            ctx,
+            &reference,
+            EventType::Warning,
+            "ProtectedNamespace",
+            note,
+            "Halt",
+        )
+        .await;
+    }
     // A finished experiment stays as it is until it is deleted.
     if !deleting && old.phase == Some(faultline_api::status::ExperimentPhase::Finished) {
         return Ok(Action::await_change());

@@ -378,6 +378,19 @@ impl World {
             .unwrap_or_else(|e| panic!("create {kind}/{name}: {e}"))
     }
 
+    /// `(reason, note)` of the Events about the object `name` in the test's namespace.
+    pub async fn events_of(&self, name: &str) -> Vec<(String, String)> {
+        use k8s_openapi::api::events::v1::Event;
+        let api: Api<Event> = Api::namespaced(self.env.client.clone(), &self.env.namespace);
+        api.list(&Default::default())
+            .await
+            .expect("list Events")
+            .into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+            .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
+            .collect()
+    }
+
     pub fn api(&self, kind: &str) -> Api<DynamicObject> {
         faultline_e2e::chaos_api(&self.env.client, &self.env.namespace, kind)
     }
