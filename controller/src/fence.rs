@@ -14,19 +14,22 @@ use std::time::{Duration, Instant};
 pub(crate) const LEASE: Duration = Duration::from_secs(15);
 /// The Lease is renewed this long before it would run out: every 8 s.
 pub(crate) const GRACE: Duration = Duration::from_secs(7);
-/// How often the leader reads the Lease, and how long one read may take.
-pub(crate) const POLL: Duration = Duration::from_millis(500);
+/// How often the leader reads the Lease (one quorum read a second: a Lease read is cheap, and
+/// client-go's leader election writes every 2 s).
+pub(crate) const POLL: Duration = Duration::from_secs(1);
+/// How long one read may take.
+pub(crate) const READ: Duration = Duration::from_millis(500);
 /// A second for clocks: another replica judges expiry by its own.
 const SKEW: Duration = Duration::from_secs(1);
-/// The longest the leader acts without seeing a renewal: 12 s. A renewal is seen up to a poll
+/// The longest the leader acts without seeing a renewal: 11 s. A renewal is seen up to a poll
 /// and a read after it was made, and its absence noticed up to a poll and a read late, so the
-/// leader stops at most `TRUST + 2 s` after the last renewal: before the Lease's 15 s, less
-/// [`SKEW`]. A renewal may come 4 s late (12 s against every 8 s) before the leader gives up.
+/// leader stops at most `TRUST + 3 s` after the last renewal: before the Lease's 15 s, less
+/// [`SKEW`]. A renewal may come 3 s late (11 s against every 8 s) before the leader gives up.
 pub(crate) const TRUST: Duration = LEASE
     .saturating_sub(POLL)
+    .saturating_sub(READ)
     .saturating_sub(POLL)
-    .saturating_sub(POLL)
-    .saturating_sub(POLL)
+    .saturating_sub(READ)
     .saturating_sub(SKEW);
 
 /// What the leader has seen of the Lease.
@@ -104,7 +107,7 @@ mod tests {
         let after = t0 + TRUST + Duration::from_millis(1);
         let why = f.observe("me", Some("me"), Some("r1"), after).unwrap_err();
         assert!(why.contains("no renewal"), "{why}");
-        assert_eq!(TRUST, Duration::from_secs(12));
+        assert_eq!(TRUST, Duration::from_secs(11));
         assert!(TRUST > LEASE - GRACE, "one renewal may come late");
         // Reads failing altogether count the same.
         assert!(Fence::new(t0).check(after).is_err());

@@ -254,7 +254,7 @@ async fn lead(client: &Client, config: &Config) -> anyhow::Result<()> {
                 }
                 _ = poll.tick() => {
                     let now = std::time::Instant::now();
-                    let seen = match tokio::time::timeout(fence::POLL, leases.get(&name)).await {
+                    let seen = match tokio::time::timeout(fence::READ, leases.get(&name)).await {
                         Ok(Ok(lease)) => {
                             let spec = lease.spec.unwrap_or_default();
                             let renewed = spec.renew_time.map(|t| t.0.to_string());
