@@ -322,6 +322,11 @@ async fn run<K: Chaos>(obj: &K, ctx: &Ctx, deleting: bool) -> Result<Action, Rec
     } else {
         decide(&situation)
     };
+    // A finished experiment stays as it is until it is deleted.
+    if !deleting && old.phase == Some(faultline_api::status::ExperimentPhase::Finished) {
+        return Ok(Action::await_change());
+    }
+    // Told once, when it starts to hold (not to a finished experiment: nothing runs).
     if let Some(ns) = &protected
         && !deleting
         && old.phase != Some(faultline_api::status::ExperimentPhase::Paused)
@@ -339,10 +344,6 @@ async fn run<K: Chaos>(obj: &K, ctx: &Ctx, deleting: bool) -> Result<Action, Rec
             "Halt",
         )
         .await;
-    }
-    // A finished experiment stays as it is until it is deleted.
-    if !deleting && old.phase == Some(faultline_api::status::ExperimentPhase::Finished) {
-        return Ok(Action::await_change());
     }
     if old.records.is_empty() && matches!(goal, Goal::Recovered(_)) {
         // Nothing was ever injected.
