@@ -303,10 +303,8 @@ async fn run<K: Chaos>(obj: &K, ctx: &Ctx, deleting: bool) -> Result<Action, Rec
     let now = Time(Timestamp::now());
     let began = std::time::Instant::now();
     let annotation = |key: &str| obj.annotations().get(key).is_some_and(|v| v == "true");
-    let protected = {
-        let policy = ctx.policy.load();
-        lookup::protected_target(&old.records, &policy.protected()).map(str::to_owned)
-    };
+    let policy = ctx.policy.load();
+    let protected = lookup::protected_target(&old.records, &policy.protected()).map(str::to_owned);
     let situation = Situation {
         lasts: obj.lasts(),
         duration: obj.duration(),
@@ -315,8 +313,10 @@ async fn run<K: Chaos>(obj: &K, ctx: &Ctx, deleting: bool) -> Result<Action, Rec
         paused: annotation(PAUSE),
         // A namespace the policy protects since the targets were selected halts the
         // experiment as `halt: true` does, for as long as it is protected.
-        halted: ctx.policy.load().halt || protected.is_some(),
+        halted: policy.halt || protected.is_some(),
     };
+    // Not held across the pass's awaits (an `arc_swap` guard is meant to be short-lived).
+    drop(policy);
     let (goal, wake) = if deleting {
         (Goal::Recovered(RecoverWhy::Deleted), None)
     } else {
